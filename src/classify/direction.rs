@@ -1,0 +1,399 @@
+//! Who opened a connection: `inbound` (accepted here), `outbound`
+//! (connected from here), `listen`, or `unknown`, with the evidence.
+//!
+//! Signals come in two strengths. Strong ones are facts of this host's
+//! kernel: a listener on the local port, a listener on the remote end when
+//! that end is this host too, and the handshake states. Weak ones are
+//! conventions: which side's port is well-known or ephemeral, and the parity
+//! the kernel gives `connect()` ports (see `../shared/design/ftp.md`).
+//! Agreeing strong signals give `high`; weak ones alone give `medium` (two or
+//! more) or `low` (one); signals that disagree give `unknown`.
+
+use serde::Serialize;
+
+use super::ports::{Listeners, PortClass, has_connect_parity, port_class};
+use crate::model::{PortRange, Proto, Socket, State};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Listen,
+    Inbound,
+    Outbound,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Evidence {
+    /// The socket is in LISTEN.
+    ListenState,
+    /// A UDP socket with no peer.
+    Unconnected,
+    /// A listener covers the local address and port.
+    Listener,
+    /// The remote end is this host, and a listener covers it.
+    PeerListener,
+    /// The handshake is ours: SYN sent.
+    SynSent,
+    /// The handshake is theirs: SYN received.
+    SynRecv,
+    /// The local port is well-known and the remote one is not.
+    LocalWellKnown,
+    /// The remote port is well-known and the local one is not.
+    RemoteWellKnown,
+    /// The local port is ephemeral and the remote one is not.
+    LocalEphemeral,
+    /// The remote port is ephemeral and the local one is not.
+    RemoteEphemeral,
+    /// The local ephemeral port has the parity the kernel gives `connect()`.
+    ConnectParity,
+}
+
+impl Evidence {
+    fn strong(self) -> bool {
+        matches!(
+            self,
+            Evidence::Listener | Evidence::PeerListener | Evidence::SynSent | Evidence::SynRecv
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub direction: Direction,
+    /// `None` for `unknown`.
+    pub confidence: Option<Confidence>,
+    pub evidence: Vec<Evidence>,
+}
+
+impl Verdict {
+    fn new(direction: Direction, confidence: Option<Confidence>, evidence: Vec<Evidence>) -> Self {
+        Verdict {
+            direction,
+            confidence,
+            evidence,
+        }
+    }
+}
+
+pub fn direction(s: &Socket, listeners: &Listeners, range: &PortRange) -> Verdict {
+    if s.proto == Proto::Tcp && s.state == State::Listen {
+        return Verdict::new(
+            Direction::Listen,
+            Some(Confidence::High),
+            vec![Evidence::ListenState],
+        );
+    }
+    let Some(remote) = s.remote else {
+        // An unconnected UDP socket receives from anyone: a service when its
+        // port is not one the kernel hands out, otherwise likely a client's
+        // (a resolver's) socket, which we do not claim to know.
+        return if port_class(s.local.port, range) == PortClass::Ephemeral {
+            Verdict::new(
+                Direction::Unknown,
+                None,
+                vec![Evidence::Unconnected, Evidence::LocalEphemeral],
+            )
+        } else {
+            Verdict::new(
+                Direction::Listen,
+                Some(Confidence::High),
+                vec![Evidence::Unconnected],
+            )
+        };
+    };
+
+    let mut inbound = Vec::new();
+    let mut outbound = Vec::new();
+    let local_listener = listeners.covers(s.proto, &s.local);
+    if local_listener {
+        inbound.push(Evidence::Listener);
+    }
+    if listeners.is_local_addr(remote.addr) && listeners.covers(s.proto, &remote) {
+        outbound.push(Evidence::PeerListener);
+    }
+    match s.state {
+        State::SynSent => outbound.push(Evidence::SynSent),
+        State::SynRecv | State::NewSynRecv => inbound.push(Evidence::SynRecv),
+        _ => {}
+    }
+    let local = port_class(s.local.port, range);
+    let theirs = port_class(remote.port, range);
+    if local == PortClass::WellKnown && theirs != PortClass::WellKnown {
+        inbound.push(Evidence::LocalWellKnown);
+    }
+    if theirs == PortClass::WellKnown && local != PortClass::WellKnown {
+        outbound.push(Evidence::RemoteWellKnown);
+    }
+    if local == PortClass::Ephemeral && theirs != PortClass::Ephemeral {
+        outbound.push(Evidence::LocalEphemeral);
+    }
+    if theirs == PortClass::Ephemeral && local != PortClass::Ephemeral {
+        inbound.push(Evidence::RemoteEphemeral);
+    }
+    // Only TCP ports come from the parity-split allocator; a port with a
+    // listener was bound on purpose.
+    if s.proto == Proto::Tcp
+        && local == PortClass::Ephemeral
+        && !local_listener
+        && has_connect_parity(s.local.port, range)
+    {
+        outbound.push(Evidence::ConnectParity);
+    }
+    weigh(inbound, outbound)
+}
+
+fn weigh(inbound: Vec<Evidence>, outbound: Vec<Evidence>) -> Verdict {
+    let strong_in = inbound.iter().any(|e| e.strong());
+    let strong_out = outbound.iter().any(|e| e.strong());
+    let (direction, winner) = match (strong_in, strong_out) {
+        (true, false) => return Verdict::new(Direction::Inbound, Some(Confidence::High), inbound),
+        (false, true) => {
+            return Verdict::new(Direction::Outbound, Some(Confidence::High), outbound);
+        }
+        // Facts that disagree (a connection between two listening ports of
+        // this host): the conventions cannot settle it.
+        (true, true) => return unknown(inbound, outbound),
+        (false, false) => match (inbound.is_empty(), outbound.is_empty()) {
+            (false, true) => (Direction::Inbound, inbound),
+            (true, false) => (Direction::Outbound, outbound),
+            _ => return unknown(inbound, outbound),
+        },
+    };
+    let confidence = if winner.len() >= 2 {
+        Confidence::Medium
+    } else {
+        Confidence::Low
+    };
+    Verdict::new(direction, Some(confidence), winner)
+}
+
+fn unknown(mut inbound: Vec<Evidence>, outbound: Vec<Evidence>) -> Verdict {
+    inbound.extend(outbound);
+    Verdict::new(Direction::Unknown, None, inbound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::ports::tests::listener;
+    use crate::model::Endpoint;
+
+    fn conn(proto: Proto, state: State, local: &str, remote: &str) -> Socket {
+        let l: std::net::SocketAddr = local.parse().unwrap();
+        let r: std::net::SocketAddr = remote.parse().unwrap();
+        let mut s = listener(proto, &l.ip().to_string(), l.port(), None);
+        s.state = state;
+        s.remote = Some(Endpoint::new(r.ip(), r.port()));
+        s
+    }
+
+    use Confidence::*;
+    use Direction::*;
+    use Evidence::*;
+
+    struct Case {
+        name: &'static str,
+        socket: Socket,
+        want: Direction,
+        conf: Option<Confidence>,
+        evidence: &'static [Evidence],
+    }
+
+    #[test]
+    fn direction_rules() {
+        let host = [
+            listener(Proto::Tcp, "0.0.0.0", 2222, None),
+            listener(Proto::Tcp, "::", 8080, Some(false)),
+            listener(Proto::Tcp, "127.0.0.1", 9000, None),
+            listener(Proto::Tcp, "127.0.0.1", 9001, None),
+            listener(Proto::Udp, "0.0.0.0", 5353, None),
+        ];
+        let listeners = Listeners::from_sockets(&host);
+        let range = PortRange::default();
+        let tcp = Proto::Tcp;
+        let est = State::Established;
+        let cases = vec![
+            Case {
+                name: "listener is listen",
+                socket: host[0].clone(),
+                want: Listen,
+                conf: Some(High),
+                evidence: &[ListenState],
+            },
+            Case {
+                name: "udp unconnected service port",
+                socket: host[4].clone(),
+                want: Listen,
+                conf: Some(High),
+                evidence: &[Unconnected],
+            },
+            Case {
+                name: "udp unconnected ephemeral port is not claimed",
+                socket: listener(Proto::Udp, "0.0.0.0", 40001, None),
+                want: Unknown,
+                conf: None,
+                evidence: &[Unconnected, LocalEphemeral],
+            },
+            Case {
+                name: "accepted on a listener (registered port)",
+                socket: conn(tcp, est, "10.0.0.1:2222", "10.0.0.2:40000"),
+                want: Inbound,
+                conf: Some(High),
+                evidence: &[Listener, RemoteEphemeral],
+            },
+            Case {
+                name: "accepted on a dual-stack listener, v4-mapped",
+                socket: conn(
+                    tcp,
+                    est,
+                    "[::ffff:10.0.0.1]:8080",
+                    "[::ffff:10.0.0.2]:40000",
+                ),
+                want: Inbound,
+                conf: Some(High),
+                evidence: &[Listener, RemoteEphemeral],
+            },
+            Case {
+                name: "no listener on a port of another address",
+                socket: conn(tcp, est, "127.0.0.2:9000", "127.0.0.1:40001"),
+                want: Inbound,
+                conf: Some(Low),
+                evidence: &[RemoteEphemeral],
+            },
+            Case {
+                name: "loopback client side: the peer is ours and listens",
+                socket: conn(tcp, est, "127.0.0.1:40000", "127.0.0.1:9000"),
+                want: Outbound,
+                conf: Some(High),
+                evidence: &[PeerListener, LocalEphemeral, ConnectParity],
+            },
+            Case {
+                name: "a remote peer's listener does not count",
+                socket: conn(tcp, est, "10.0.0.1:40001", "10.0.0.9:9000"),
+                want: Outbound,
+                conf: Some(Low),
+                evidence: &[LocalEphemeral],
+            },
+            Case {
+                name: "both ends listen: facts disagree",
+                socket: conn(tcp, est, "127.0.0.1:9001", "127.0.0.1:9000"),
+                want: Unknown,
+                conf: None,
+                evidence: &[Listener, PeerListener],
+            },
+            Case {
+                name: "syn-sent is ours",
+                socket: conn(tcp, State::SynSent, "10.0.0.1:40001", "10.0.0.9:7000"),
+                want: Outbound,
+                conf: Some(High),
+                evidence: &[SynSent, LocalEphemeral],
+            },
+            Case {
+                name: "syn-recv is theirs",
+                socket: conn(tcp, State::SynRecv, "10.0.0.1:7000", "10.0.0.9:7001"),
+                want: Inbound,
+                conf: Some(High),
+                evidence: &[SynRecv],
+            },
+            Case {
+                name: "remote well-known, local ephemeral with connect parity",
+                socket: conn(tcp, est, "10.0.0.1:40000", "10.0.0.9:443"),
+                want: Outbound,
+                conf: Some(Medium),
+                evidence: &[RemoteWellKnown, LocalEphemeral, ConnectParity],
+            },
+            Case {
+                name: "bind parity does not vote",
+                socket: conn(tcp, est, "10.0.0.1:40001", "10.0.0.9:443"),
+                want: Outbound,
+                conf: Some(Medium),
+                evidence: &[RemoteWellKnown, LocalEphemeral],
+            },
+            Case {
+                name: "local well-known without a listener (TIME_WAIT after close)",
+                socket: conn(tcp, State::TimeWait, "10.0.0.1:22", "10.0.0.9:50000"),
+                want: Inbound,
+                conf: Some(Medium),
+                evidence: &[LocalWellKnown, RemoteEphemeral],
+            },
+            Case {
+                name: "two registered ports: nothing to go on",
+                socket: conn(tcp, est, "10.0.0.1:5000", "10.0.0.9:6000"),
+                want: Unknown,
+                conf: None,
+                evidence: &[],
+            },
+            Case {
+                name: "two ephemeral ports: parity alone",
+                socket: conn(tcp, est, "10.0.0.1:40000", "10.0.0.9:41000"),
+                want: Outbound,
+                conf: Some(Low),
+                evidence: &[ConnectParity],
+            },
+            Case {
+                name: "udp: parity is not a signal",
+                socket: conn(Proto::Udp, est, "10.0.0.1:40000", "10.0.0.9:41000"),
+                want: Unknown,
+                conf: None,
+                evidence: &[],
+            },
+            Case {
+                name: "udp connected to a well-known port",
+                socket: conn(Proto::Udp, est, "10.0.0.1:40000", "10.0.0.9:53"),
+                want: Outbound,
+                conf: Some(Medium),
+                evidence: &[RemoteWellKnown, LocalEphemeral],
+            },
+            Case {
+                name: "two ephemeral ports with bind parity: nothing to go on",
+                socket: conn(tcp, est, "10.0.0.1:40001", "10.0.0.9:41001"),
+                want: Unknown,
+                conf: None,
+                evidence: &[],
+            },
+        ];
+        for c in cases {
+            let v = direction(&c.socket, &listeners, &range);
+            assert_eq!(
+                (v.direction, v.confidence, v.evidence.as_slice()),
+                (c.want, c.conf, c.evidence),
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_namespace_range_moves_the_ephemeral_signals() {
+        let listeners = Listeners::default();
+        let s = conn(
+            Proto::Tcp,
+            State::Established,
+            "10.0.0.1:20000",
+            "10.0.0.9:443",
+        );
+        let default = direction(&s, &listeners, &PortRange::default());
+        assert_eq!(default.evidence, vec![RemoteWellKnown]);
+        let own = PortRange {
+            low: 20000,
+            high: 20999,
+            reserved: vec![],
+        };
+        let v = direction(&s, &listeners, &own);
+        assert_eq!(
+            v.evidence,
+            vec![RemoteWellKnown, LocalEphemeral, ConnectParity]
+        );
+        assert_eq!(v.confidence, Some(Medium));
+    }
+}

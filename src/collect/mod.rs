@@ -1,0 +1,121 @@
+//! Everything that touches the kernel or /proc: the socket tables (over
+//! sock_diag netlink, or /proc/net as fallback), the port range, owners and
+//! names. Each submodule owns one source.
+
+pub mod decode;
+pub mod names;
+pub mod netlink;
+pub mod processes;
+pub mod procfs;
+pub mod sysctl;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::cli::Source as SourceChoice;
+use crate::config::Config;
+use crate::error::Error;
+use crate::model::{PortRange, Process, Snapshot, Socket, Source};
+
+/// Non-fatal problems, each said once on stderr at the end of the run.
+#[derive(Debug, Default)]
+pub struct Notices {
+    lines: Vec<String>,
+}
+
+impl Notices {
+    pub fn push(&mut self, line: String) {
+        if !self.lines.contains(&line) {
+            self.lines.push(line);
+        }
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+}
+
+/// Collects the sockets and the port range the configuration asks for.
+pub fn snapshot(cfg: &Config, notices: &mut Notices) -> Result<Snapshot, Error> {
+    let port_range = sysctl::read_port_range(&cfg.proc_root).unwrap_or_else(|why| {
+        notices.push(format!("{why}; using the default port range 32768-60999"));
+        PortRange::default()
+    });
+    // A replayed /proc tree has no netlink to go with it.
+    let replay = cfg.proc_root.as_os_str() != "/proc";
+    let procfs = |notices: &mut Notices| read_procfs(cfg, notices).map(|s| (s, Source::Procfs));
+    let (sockets, source) = match cfg.source {
+        SourceChoice::Netlink => (dump_netlink(cfg)?, Source::Netlink),
+        SourceChoice::Procfs => procfs(notices)?,
+        SourceChoice::Auto if replay => procfs(notices)?,
+        // No sock_diag (a kernel without inet_diag or udp_diag, a seccomp
+        // filter): /proc/net has the same sockets.
+        SourceChoice::Auto => match dump_netlink(cfg) {
+            Ok(sockets) => (sockets, Source::Netlink),
+            Err(_) => procfs(notices)?,
+        },
+    };
+    Ok(Snapshot {
+        sockets,
+        port_range,
+        source,
+    })
+}
+
+fn dump_netlink(cfg: &Config) -> Result<Vec<Socket>, Error> {
+    let mut diag = netlink::DiagSocket::open()?;
+    let mut sockets = Vec::new();
+    for &proto in &cfg.protos {
+        for &family in &cfg.families {
+            diag.dump(family, proto, cfg.dump_states(proto), &mut sockets)?;
+        }
+    }
+    Ok(sockets)
+}
+
+fn read_procfs(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error> {
+    let mut sockets = Vec::new();
+    for &proto in &cfg.protos {
+        for &family in &cfg.families {
+            let malformed = procfs::read_table(
+                &cfg.proc_root,
+                family,
+                proto,
+                cfg.dump_states(proto),
+                &mut sockets,
+            )
+            .map_err(|source| Error::Proc {
+                path: cfg
+                    .proc_root
+                    .join("net")
+                    .join(procfs::file_name(family, proto)),
+                source,
+            })?;
+            if let Some(first) = malformed.first() {
+                notices.push(format!(
+                    "skipped {} malformed line(s); the first: {first}",
+                    malformed.len()
+                ));
+            }
+        }
+    }
+    Ok(sockets)
+}
+
+/// The owners of the sockets whose inodes are in `wanted`.
+pub fn owners(
+    cfg: &Config,
+    wanted: &HashSet<u64>,
+    notices: &mut Notices,
+) -> Result<HashMap<u64, Vec<Process>>, Error> {
+    let owners = processes::find_owners(&cfg.proc_root, wanted).map_err(|source| Error::Proc {
+        path: cfg.proc_root.clone(),
+        source,
+    })?;
+    if owners.denied > 0 {
+        notices.push(format!(
+            "the owners of sockets in {} processes of other users are not shown (-); run as root to see them",
+            owners.denied
+        ));
+    }
+    Ok(owners.by_inode)
+}

@@ -1,0 +1,198 @@
+//! Options resolved once: what to dump, what to show, how to print it. The
+//! environment (terminal, `NO_COLOR`, `TERM`) is read here and nowhere else.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use crate::cli::{Cli, ColorChoice, Format, Source};
+use crate::model::{Family, Proto, State};
+
+/// Which sockets the user asked to see (netstat's default, `-l`, `-a`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Everything but listeners and unconnected UDP sockets.
+    Connected,
+    Listening,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub protos: Vec<Proto>,
+    pub families: Vec<Family>,
+    pub show: Show,
+    pub numeric: bool,
+    pub resolve: bool,
+    pub extend: bool,
+    pub timers: bool,
+    pub program: bool,
+    pub format: Format,
+    pub color: bool,
+    pub source: Source,
+    /// Where /proc is (`SOCKWHO_PROC_ROOT` replays a saved tree).
+    pub proc_root: PathBuf,
+}
+
+/// The parts of the process environment that change what sockwho does.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub stdout_is_tty: bool,
+    pub no_color: Option<String>,
+    pub term: Option<String>,
+    pub proc_root: Option<PathBuf>,
+}
+
+impl Environment {
+    pub fn read() -> Environment {
+        Environment {
+            stdout_is_tty: std::io::stdout().is_terminal(),
+            no_color: std::env::var("NO_COLOR").ok(),
+            term: std::env::var("TERM").ok(),
+            proc_root: std::env::var_os("SOCKWHO_PROC_ROOT").map(PathBuf::from),
+        }
+    }
+}
+
+impl Config {
+    pub fn new(cli: &Cli, env: &Environment) -> Config {
+        let protos = match (cli.tcp, cli.udp) {
+            (true, false) => vec![Proto::Tcp],
+            (false, true) => vec![Proto::Udp],
+            _ => vec![Proto::Tcp, Proto::Udp],
+        };
+        let families = match (cli.inet, cli.inet6) {
+            (true, false) => vec![Family::Inet],
+            (false, true) => vec![Family::Inet6],
+            _ => vec![Family::Inet, Family::Inet6],
+        };
+        let show = if cli.all {
+            Show::All
+        } else if cli.listening {
+            Show::Listening
+        } else {
+            Show::Connected
+        };
+        let color = match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                env.stdout_is_tty
+                    && env.no_color.as_deref().is_none_or(str::is_empty)
+                    && env.term.as_deref() != Some("dumb")
+            }
+        };
+        Config {
+            protos,
+            families,
+            show,
+            numeric: cli.numeric,
+            resolve: cli.resolve,
+            extend: cli.extend,
+            timers: cli.timers,
+            program: cli.program,
+            format: cli.format,
+            color: color && cli.format == Format::Table,
+            source: cli.source,
+            proc_root: env
+                .proc_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/proc")),
+        }
+    }
+
+    /// The state bits of `proto` the user wants to see.
+    pub fn wanted_states(&self, proto: Proto) -> u32 {
+        let listening = match proto {
+            Proto::Tcp => State::Listen.bit(),
+            Proto::Udp => State::Close.bit(),
+        };
+        let all = match proto {
+            Proto::Tcp => State::ALL.iter().map(|s| s.bit()).fold(0, |a, b| a | b),
+            Proto::Udp => State::Established.bit() | State::Close.bit(),
+        };
+        match self.show {
+            Show::All => all,
+            Show::Listening => listening,
+            Show::Connected => all & !listening,
+        }
+    }
+
+    /// The state bits to ask the kernel for: what is wanted, plus listeners,
+    /// without which a connection's direction and a port's `listening`
+    /// cannot be told. Unconnected UDP sockets are few; TCP listeners are
+    /// walked from their own small hash table.
+    pub fn dump_states(&self, proto: Proto) -> u32 {
+        match proto {
+            Proto::Tcp => self.wanted_states(proto) | State::Listen.bit(),
+            Proto::Udp => State::Established.bit() | State::Close.bit(),
+        }
+    }
+
+    pub fn shows(&self, proto: Proto, state: State) -> bool {
+        self.wanted_states(proto) & state.bit() != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str], env: &Environment) -> Config {
+        let mut argv = vec!["sockwho"];
+        argv.extend_from_slice(args);
+        Config::new(&Cli::parse_from(argv), env)
+    }
+
+    #[test]
+    fn colour_follows_tty_no_color_and_term() {
+        let tty = Environment {
+            stdout_is_tty: true,
+            ..Default::default()
+        };
+        assert!(config(&[], &tty).color);
+        assert!(!config(&[], &Environment::default()).color);
+        let no_color = Environment {
+            no_color: Some("1".into()),
+            ..tty.clone()
+        };
+        assert!(!config(&[], &no_color).color);
+        let empty_no_color = Environment {
+            no_color: Some(String::new()),
+            ..tty.clone()
+        };
+        assert!(config(&[], &empty_no_color).color);
+        let dumb = Environment {
+            term: Some("dumb".into()),
+            ..tty.clone()
+        };
+        assert!(!config(&[], &dumb).color);
+        assert!(config(&["--color", "always"], &Environment::default()).color);
+        assert!(!config(&["--color", "never"], &tty).color);
+        assert!(!config(&["--format", "json", "--color", "always"], &tty).color);
+    }
+
+    #[test]
+    fn netstat_flags_combine() {
+        let env = Environment::default();
+        let c = config(&["-tulpn"], &env);
+        assert_eq!(c.protos, vec![Proto::Tcp, Proto::Udp]);
+        assert_eq!(c.show, Show::Listening);
+        assert!(c.program && c.numeric);
+        assert!(c.shows(Proto::Tcp, State::Listen));
+        assert!(!c.shows(Proto::Tcp, State::Established));
+        assert!(c.shows(Proto::Udp, State::Close));
+        let c = config(&["-tan"], &env);
+        assert_eq!(c.protos, vec![Proto::Tcp]);
+        assert!(c.shows(Proto::Tcp, State::TimeWait) && c.shows(Proto::Tcp, State::Listen));
+        let c = config(&["-t"], &env);
+        assert!(!c.shows(Proto::Tcp, State::Listen));
+        assert!(c.dump_states(Proto::Tcp) & State::Listen.bit() != 0);
+        let c = config(&["-u6"], &env);
+        assert_eq!(
+            (c.protos.as_slice(), c.families.as_slice()),
+            (&[Proto::Udp][..], &[Family::Inet6][..])
+        );
+        assert!(!c.shows(Proto::Udp, State::Close));
+    }
+}

@@ -1,0 +1,39 @@
+//! The errors that end a run, and the exit code each maps to.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::collect::netlink::NetlinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read sockets over netlink: {0}")]
+    Netlink(#[from] NetlinkError),
+    #[error("cannot read {}: {source}", path.display())]
+    Proc { path: PathBuf, source: io::Error },
+    #[error("cannot write the output: {0}")]
+    Output(#[source] io::Error),
+}
+
+impl Error {
+    /// 1 for every failure to read or write; usage errors (2) never get
+    /// here, clap reports them. A reader that went away is not a failure.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_broken_pipe() { 0 } else { 1 }
+    }
+
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+
+    /// A hint where the fix is known.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Proc { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                Some("run as root, or check how /proc is mounted (hidepid)")
+            }
+            Error::Netlink(NetlinkError::Open(_)) => Some("try --source procfs"),
+            _ => None,
+        }
+    }
+}

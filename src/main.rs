@@ -1,0 +1,39 @@
+//! The binary: parse options, run, map the result to an exit code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sockwho::cli::Cli;
+use sockwho::collect::Notices;
+use sockwho::config::Environment;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version land here too (exit 0); usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut notices = Notices::default();
+    let result = sockwho::run(&cli, &Environment::read(), &mut out, &mut notices);
+    let mut stderr = std::io::stderr().lock();
+    for line in notices.lines() {
+        let _ = writeln!(stderr, "sockwho: {line}");
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = match e.hint() {
+                Some(hint) => writeln!(stderr, "sockwho: {e} ({hint})"),
+                None => writeln!(stderr, "sockwho: {e}"),
+            };
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

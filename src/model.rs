@@ -1,0 +1,272 @@
+//! Plain data shared by the pipeline: what the collectors produce and the
+//! classifiers read. Nothing here does I/O.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Inet,
+    Inet6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Inet => "inet",
+            Family::Inet6 => "inet6",
+        }
+    }
+}
+
+/// The kernel's socket states (`include/net/tcp_states.h`). UDP uses
+/// `Established` for connected sockets and `Close` for unconnected ones
+/// (netstat's `UNCONN`); see [`State::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait1 = 4,
+    FinWait2 = 5,
+    TimeWait = 6,
+    Close = 7,
+    CloseWait = 8,
+    LastAck = 9,
+    Listen = 10,
+    Closing = 11,
+    /// A request socket (`TCP_NEW_SYN_RECV`); shown as `SYN_RECV`.
+    NewSynRecv = 12,
+}
+
+impl State {
+    pub const ALL: [State; 12] = [
+        State::Established,
+        State::SynSent,
+        State::SynRecv,
+        State::FinWait1,
+        State::FinWait2,
+        State::TimeWait,
+        State::Close,
+        State::CloseWait,
+        State::LastAck,
+        State::Listen,
+        State::Closing,
+        State::NewSynRecv,
+    ];
+
+    pub fn from_kernel(n: u8) -> Option<State> {
+        State::ALL.iter().copied().find(|s| *s as u8 == n)
+    }
+
+    /// The kernel's state bit, as used in `inet_diag_req_v2.idiag_states`.
+    /// Request sockets answer to `SYN_RECV`'s bit: the kernel adds
+    /// `TCPF_NEW_SYN_RECV` itself when that is set, and reports them as
+    /// `SYN_RECV` (`inet_req_diag_fill()`).
+    pub fn bit(self) -> u32 {
+        match self {
+            State::NewSynRecv => State::SynRecv.bit(),
+            s => 1 << (s as u32),
+        }
+    }
+
+    /// netstat's name for this state on a socket of `proto`.
+    pub fn name(self, proto: Proto) -> &'static str {
+        match (self, proto) {
+            (State::Close, Proto::Udp) => "UNCONN",
+            (State::Established, _) => "ESTABLISHED",
+            (State::SynSent, _) => "SYN_SENT",
+            (State::SynRecv | State::NewSynRecv, _) => "SYN_RECV",
+            (State::FinWait1, _) => "FIN_WAIT1",
+            (State::FinWait2, _) => "FIN_WAIT2",
+            (State::TimeWait, _) => "TIME_WAIT",
+            (State::Close, Proto::Tcp) => "CLOSE",
+            (State::CloseWait, _) => "CLOSE_WAIT",
+            (State::LastAck, _) => "LAST_ACK",
+            (State::Listen, _) => "LISTEN",
+            (State::Closing, _) => "CLOSING",
+        }
+    }
+}
+
+/// A TCP timer as the kernel reports it (`idiag_timer`, `/proc/net/tcp`'s `tr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    Off,
+    /// Retransmit, or a lost-probe / reordering timer (netstat's `on`).
+    On,
+    Keepalive,
+    TimeWait,
+    Probe,
+}
+
+impl TimerKind {
+    /// netstat's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimerKind::Off => "off",
+            TimerKind::On => "on",
+            TimerKind::Keepalive => "keepalive",
+            TimerKind::TimeWait => "timewait",
+            TimerKind::Probe => "probe",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timer {
+    pub kind: TimerKind,
+    /// Milliseconds until it fires (0 where the kernel gives none).
+    pub expires_ms: u64,
+    pub retransmits: u8,
+}
+
+impl Timer {
+    pub const OFF: Timer = Timer {
+        kind: TimerKind::Off,
+        expires_ms: 0,
+        retransmits: 0,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn new(addr: IpAddr, port: u16) -> Endpoint {
+        Endpoint { addr, port }
+    }
+
+    /// The address with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) turned into IPv4,
+    /// so a dual-stack socket's peer compares equal to the same peer over IPv4.
+    pub fn canonical_addr(&self) -> IpAddr {
+        canonical(self.addr)
+    }
+
+    pub fn is_unspecified(&self) -> bool {
+        self.addr.is_unspecified()
+    }
+}
+
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+pub fn unspecified(family: Family) -> IpAddr {
+    match family {
+        Family::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Family::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// `/proc/PID/comm` as read: raw, not yet safe for a terminal.
+    pub name: String,
+}
+
+/// One socket as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    pub proto: Proto,
+    pub family: Family,
+    pub state: State,
+    pub recv_q: u32,
+    pub send_q: u32,
+    /// The listen backlog, for listeners read over netlink (`/proc/net` has none).
+    pub backlog: Option<u32>,
+    pub local: Endpoint,
+    /// `None` for listeners and unconnected UDP sockets.
+    pub remote: Option<Endpoint>,
+    pub uid: u32,
+    /// 0 for sockets without one (TIME_WAIT, request sockets).
+    pub inode: u64,
+    /// The kernel's socket cookie (netlink only).
+    pub cookie: Option<u64>,
+    pub timer: Timer,
+    /// `IPV6_V6ONLY` of an IPv6 listener or unconnected socket, where known.
+    pub v6only: Option<bool>,
+    /// Owners, filled in only when asked for (`-p`).
+    pub processes: Vec<Process>,
+}
+
+/// The namespace's `net.ipv4.ip_local_port_range` (it applies to IPv6 too)
+/// and `ip_local_reserved_ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+    pub reserved: Vec<(u16, u16)>,
+}
+
+impl Default for PortRange {
+    /// The kernel's default since Linux 4.x.
+    fn default() -> Self {
+        PortRange {
+            low: 32768,
+            high: 60999,
+            reserved: Vec::new(),
+        }
+    }
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port) && !self.is_reserved(port)
+    }
+
+    pub fn is_reserved(&self, port: u16) -> bool {
+        self.reserved
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&port))
+    }
+}
+
+/// Where the sockets were read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    #[default]
+    Netlink,
+    Procfs,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Netlink => "netlink",
+            Source::Procfs => "procfs",
+        }
+    }
+}
+
+/// Everything collected in one pass: the input of the classifiers.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub sockets: Vec<Socket>,
+    pub port_range: PortRange,
+    pub source: Source,
+}

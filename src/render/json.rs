@@ -1,0 +1,132 @@
+//! The JSON output (`--format json`), schema 1. These types are the schema:
+//! they live apart from the model so that it changes only on purpose, and
+//! the README documents every field.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::classify::Row;
+use crate::classify::direction::{Confidence, Direction, Evidence};
+use crate::classify::ports::PortClass;
+use crate::model::{PortRange, Source};
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema: u32,
+    source: &'static str,
+    port_range: [u16; 2],
+    reserved_ports: &'a [(u16, u16)],
+    sockets: Vec<JsonSocket<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct JsonSocket<'a> {
+    proto: &'static str,
+    family: &'static str,
+    state: &'static str,
+    recv_q: u32,
+    send_q: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backlog: Option<u32>,
+    local: JsonEndpoint,
+    remote: Option<JsonEndpoint>,
+    direction: Direction,
+    direction_confidence: Option<Confidence>,
+    direction_evidence: &'a [Evidence],
+    uid: u32,
+    inode: u64,
+    cookie: Option<u64>,
+    timer: JsonTimer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processes: Option<Vec<JsonProcess<'a>>>,
+}
+
+#[derive(Serialize)]
+struct JsonEndpoint {
+    addr: IpAddr,
+    port: u16,
+    class: PortClass,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listening: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct JsonTimer {
+    kind: &'static str,
+    expires_ms: u64,
+    retransmits: u8,
+}
+
+#[derive(Serialize)]
+struct JsonProcess<'a> {
+    pid: u32,
+    name: &'a str,
+}
+
+/// One socket in the JSON shape; `with_processes` adds `processes` (`-p`).
+pub fn socket(row: &Row, with_processes: bool) -> JsonSocket<'_> {
+    let s = &row.socket;
+    let l = &row.labels;
+    JsonSocket {
+        proto: s.proto.name(),
+        family: s.family.name(),
+        state: s.state.name(s.proto),
+        recv_q: s.recv_q,
+        send_q: s.send_q,
+        backlog: s.backlog,
+        local: JsonEndpoint {
+            addr: s.local.addr,
+            port: s.local.port,
+            class: l.local_class,
+            listening: Some(l.local_listening),
+        },
+        remote: s.remote.zip(l.remote_class).map(|(r, class)| JsonEndpoint {
+            addr: r.addr,
+            port: r.port,
+            class,
+            listening: None,
+        }),
+        direction: l.direction.direction,
+        direction_confidence: l.direction.confidence,
+        direction_evidence: &l.direction.evidence,
+        uid: s.uid,
+        inode: s.inode,
+        cookie: s.cookie,
+        timer: JsonTimer {
+            kind: s.timer.kind.name(),
+            expires_ms: s.timer.expires_ms,
+            retransmits: s.timer.retransmits,
+        },
+        processes: with_processes.then(|| {
+            s.processes
+                .iter()
+                .map(|p| JsonProcess {
+                    pid: p.pid,
+                    name: &p.name,
+                })
+                .collect()
+        }),
+    }
+}
+
+pub fn write(
+    rows: &[Row],
+    range: &PortRange,
+    source: Source,
+    with_processes: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let doc = Document {
+        schema: SCHEMA,
+        source: source.name(),
+        port_range: [range.low, range.high],
+        reserved_ports: &range.reserved,
+        sockets: rows.iter().map(|r| socket(r, with_processes)).collect(),
+    };
+    serde_json::to_writer(&mut *out, &doc).map_err(io::Error::from)?;
+    out.write_all(b"\n")
+}

@@ -1,0 +1,6 @@
+//! Renderers: classified rows in, bytes out, to any `io::Write`.
+
+pub mod escape;
+pub mod json;
+pub mod palette;
+pub mod table;
