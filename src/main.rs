@@ -11,10 +11,19 @@ use sockwho::config::Environment;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version land here too (exit 0); usage errors exit 2.
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
             let _ = e.print();
-            return ExitCode::from(e.exit_code() as u8);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, as every other error: clap's first line, which names
+            // the problem, without its usage block.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("sockwho: {first} (see sockwho --help)");
+            return ExitCode::from(2);
         }
     };
     let stdout = std::io::stdout();

@@ -31,9 +31,10 @@ pub fn file_name(family: Family, proto: Proto) -> &'static str {
     }
 }
 
-/// Reads one table under `proc_root/net/`. A missing file (no IPv6 in this
-/// kernel) is an empty table; malformed lines are returned apart so the
-/// caller can report them once.
+/// Reads one table under `proc_root/net/`. A missing IPv6 file (a kernel
+/// without IPv6) is an empty table; a missing IPv4 one means this is no
+/// /proc. Malformed lines are returned apart so the caller can report them
+/// once.
 pub fn read_table(
     proc_root: &Path,
     family: Family,
@@ -44,7 +45,9 @@ pub fn read_table(
     let name = file_name(family, proto);
     let text = match std::fs::read_to_string(proc_root.join("net").join(name)) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && family == Family::Inet6 => {
+            return Ok(Vec::new());
+        }
         Err(e) => return Err(e),
     };
     Ok(parse_table(&text, name, family, proto, states, out))

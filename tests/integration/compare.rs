@@ -1,0 +1,150 @@
+//! sockwho against ss, and its two sources against each other, on the same
+//! sockets in one namespace.
+
+use std::collections::BTreeSet;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+
+use crate::harness::{Netns, can_use_netns, sockets};
+
+/// A mix of states, families and protocols, with a TIME_WAIT among them.
+fn open_mix(ns: &Netns) -> Vec<Box<dyn std::any::Any + Send>> {
+    ns.enter(|| {
+        let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+        let l = TcpListener::bind("127.0.0.1:3000").unwrap();
+        for _ in 0..5 {
+            let c = TcpStream::connect("127.0.0.1:3000").unwrap();
+            let (a, _) = l.accept().unwrap();
+            keep.push(Box::new((c, a)));
+        }
+        // the client closes first: its end goes to TIME_WAIT
+        let c = TcpStream::connect("127.0.0.1:3000").unwrap();
+        let (a, _) = l.accept().unwrap();
+        drop(c);
+        drop(a);
+        let l6 = TcpListener::bind("[::]:3001").unwrap();
+        let c6 = TcpStream::connect("[::1]:3001").unwrap();
+        let c4 = TcpStream::connect("127.0.0.1:3001").unwrap();
+        let (a6, _) = l6.accept().unwrap();
+        let (a4, _) = l6.accept().unwrap();
+        keep.push(Box::new((l, l6, c6, c4, a6, a4)));
+        let u = UdpSocket::bind("0.0.0.0:3002").unwrap();
+        let u6 = UdpSocket::bind("[::]:3003").unwrap();
+        let uc = UdpSocket::bind("127.0.0.1:0").unwrap();
+        uc.connect("127.0.0.1:3002").unwrap();
+        keep.push(Box::new((u, u6, uc)));
+        keep
+    })
+}
+
+type Key = (String, String, String, String);
+
+/// (proto, state, local, remote) with wildcards as `*` and no brackets.
+fn key(proto: &str, state: &str, local: String, remote: String) -> Key {
+    (proto.to_string(), state.to_string(), local, remote)
+}
+
+fn norm_addr(addr: &str) -> String {
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    match addr {
+        "*" | "0.0.0.0" | "::" => "*".to_string(),
+        a => a.to_string(),
+    }
+}
+
+fn json_keys(doc: &serde_json::Value) -> BTreeSet<Key> {
+    sockets(doc)
+        .iter()
+        .map(|s| {
+            let ep = |e: &serde_json::Value| match e.is_null() {
+                true => "*:*".to_string(),
+                false => format!("{}:{}", norm_addr(e["addr"].as_str().unwrap()), e["port"]),
+            };
+            key(
+                s["proto"].as_str().unwrap(),
+                s["state"].as_str().unwrap(),
+                ep(&s["local"]),
+                ep(&s["remote"]),
+            )
+        })
+        .collect()
+}
+
+/// `tcp ESTAB 0 0 127.0.0.1:3000 127.0.0.1:40000` (ss -tuanH)
+fn ss_keys(text: &str) -> BTreeSet<Key> {
+    text.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let state = match f[1] {
+                "ESTAB" => "ESTABLISHED",
+                "TIME-WAIT" => "TIME_WAIT",
+                "SYN-SENT" => "SYN_SENT",
+                "SYN-RECV" => "SYN_RECV",
+                "FIN-WAIT-1" => "FIN_WAIT1",
+                "FIN-WAIT-2" => "FIN_WAIT2",
+                "CLOSE-WAIT" => "CLOSE_WAIT",
+                "LAST-ACK" => "LAST_ACK",
+                "UNCONN" => "UNCONN",
+                "LISTEN" => "LISTEN",
+                other => panic!("state {other} in {line}"),
+            };
+            let ep = |s: &str| {
+                let (addr, port) = s.rsplit_once(':').unwrap();
+                let addr = addr.split('%').next().unwrap();
+                if port == "*" {
+                    "*:*".to_string()
+                } else {
+                    format!("{}:{port}", norm_addr(addr))
+                }
+            };
+            key(f[0], state, ep(f[4]), ep(f[5]))
+        })
+        .collect()
+}
+
+#[test]
+fn same_socket_set_as_ss() {
+    if !can_use_netns("same_socket_set_as_ss") {
+        return;
+    }
+    let ns = Netns::new("ss");
+    let _keep = open_mix(&ns);
+    let ours = json_keys(&ns.json(&["-tuan"]));
+    let theirs = ss_keys(&ns.exec_ok(&["ss", "-tuanH"]));
+    assert_eq!(ours, theirs);
+    assert!(ours.iter().any(|k| k.1 == "TIME_WAIT"), "{ours:?}");
+    assert!(ours.len() >= 20, "{ours:?}");
+    // and the same rows, in netstat's form
+    let netstat_like = ns.sockwho_ok(&["-tuan"]);
+    assert_eq!(netstat_like.lines().count(), ours.len() + 2);
+}
+
+#[test]
+fn procfs_source_matches_netlink() {
+    if !can_use_netns("procfs_source_matches_netlink") {
+        return;
+    }
+    let ns = Netns::new("sources");
+    let _keep = open_mix(&ns);
+    let netlink = ns.json(&["-tuanpe", "--source", "netlink"]);
+    let procfs = ns.json(&["-tuanpe", "--source", "procfs"]);
+    assert_eq!(netlink["source"], "netlink");
+    assert_eq!(procfs["source"], "procfs");
+    // everything but what only netlink knows (cookie, backlog) and the
+    // timers, which count down between the two runs
+    let strip = |doc: &serde_json::Value| -> BTreeSet<String> {
+        sockets(doc)
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                let o = s.as_object_mut().unwrap();
+                for k in ["cookie", "backlog", "timer"] {
+                    o.remove(k);
+                }
+                s.to_string()
+            })
+            .collect()
+    };
+    assert_eq!(strip(&netlink), strip(&procfs));
+    assert!(sockets(&netlink).iter().all(|s| s["cookie"].is_u64()));
+    assert!(sockets(&procfs).iter().all(|s| s["cookie"].is_null()));
+}

@@ -1,0 +1,78 @@
+//! Bad input and closed pipes: one line on stderr, a documented exit code,
+//! never a panic and never a half-written output.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use crate::harness::BIN;
+
+fn sockwho(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run sockwho")
+}
+
+#[test]
+fn usage_error_is_one_line_and_exit_2() {
+    for args in [
+        &["--bogus"][..],
+        &["--format", "yaml"],
+        &["--source", "x"],
+        &["-Z"],
+    ] {
+        let out = sockwho(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("sockwho: "), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(sockwho(&["--help"]).status.code(), Some(0));
+    assert_eq!(sockwho(&["--version"]).status.code(), Some(0));
+}
+
+#[test]
+fn unreadable_proc_is_an_error_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["-an", "--source", "procfs"])
+        .env("SOCKWHO_PROC_ROOT", dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no half-written output");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("sockwho: cannot read ") && last.contains("missing/net/tcp"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_exits_quietly_with_0() {
+    // the reader is gone before sockwho writes anything
+    let mut child = Command::new(BIN)
+        .args(["-an"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(err, "");
+    // and the shell's way
+    let out = Command::new("sh")
+        .args(["-c", &format!("{BIN} -an | head -1")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -1,0 +1,163 @@
+//! A small harness: private network namespaces made by the tests, and the
+//! sockwho binary run inside them.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sockwho");
+
+/// Whether tests that need root and `ip netns` can run here. Under CI they
+/// must: a missing privilege there is a failure, not a skip.
+pub fn can_use_netns(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ip = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if root && ip {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: CI=true but root={root} ip={ip}: namespace tests must run in CI");
+    }
+    eprintln!("skipping {test}: needs root and `ip netns` (root={root}, ip={ip})");
+    false
+}
+
+/// A network namespace with its loopback up, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("sw-{tag}-{}-{n}", std::process::id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace and insists that it succeeds.
+    pub fn exec_ok(&self, argv: &[&str]) -> String {
+        let out = self.exec(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} in {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Runs sockwho inside the namespace.
+    pub fn sockwho(&self, args: &[&str]) -> Output {
+        let mut argv = vec![BIN];
+        argv.extend_from_slice(args);
+        self.exec(&argv)
+    }
+
+    /// Runs sockwho, insists on success, and returns its stdout.
+    pub fn sockwho_ok(&self, args: &[&str]) -> String {
+        let out = self.sockwho(args);
+        assert!(
+            out.status.success(),
+            "sockwho {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut argv = vec!["--format", "json"];
+        argv.extend_from_slice(args);
+        serde_json::from_str(&self.sockwho_ok(&argv)).expect("sockwho printed valid JSON")
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.exec_ok(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
+    }
+
+    /// Runs `f` on a thread that has entered the namespace: the sockets it
+    /// opens live there, and stay open in this process after it returns.
+    pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = File::open(&path).expect("open the namespace");
+                    // SAFETY: a valid namespace fd; CLONE_NEWNET moves only
+                    // this thread, which ends when `f` returns.
+                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    f()
+                })
+                .join()
+                .expect("namespace thread")
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The sockets of a JSON document, as a vector.
+pub fn sockets(doc: &serde_json::Value) -> &Vec<serde_json::Value> {
+    doc["sockets"].as_array().expect("a sockets array")
+}
+
+/// The one socket with this local port and state, and remote port if given.
+pub fn find<'a>(
+    doc: &'a serde_json::Value,
+    proto: &str,
+    local_port: u16,
+    remote_port: Option<u16>,
+) -> &'a serde_json::Value {
+    let found: Vec<_> = sockets(doc)
+        .iter()
+        .filter(|s| {
+            s["proto"] == proto
+                && s["local"]["port"] == local_port
+                && match remote_port {
+                    Some(p) => s["remote"]["port"] == p,
+                    None => s["remote"].is_null(),
+                }
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{proto} {local_port} -> {remote_port:?}: {found:#?}"
+    );
+    found[0]
+}
