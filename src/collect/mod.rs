@@ -113,7 +113,7 @@ pub fn owners(
     })?;
     if owners.denied > 0 {
         notices.push(format!(
-            "the owners of sockets in {} processes of other users are not shown (-); run as root to see them",
+            "cannot see which sockets {} processes of other users hold: their owners show as - (run as root to see them)",
             owners.denied
         ));
     }

@@ -281,9 +281,22 @@ fn table_has_netstat_columns_and_fields() {
             .all(|l| l.starts_with("tcp6") || l.starts_with("udp6"))
     );
     // names without -n: well-known ports by service, ephemeral ones by number
-    let named = ns.sockwho_ok(&["-ta"]);
-    if std::fs::read_to_string("/etc/services").is_ok_and(|s| s.contains("\nftp\t")) {
-        assert!(named.contains("0.0.0.0:ftp "), "{named}");
+    // (.ci/run installs netbase for /etc/services)
+    let named = ns.sockwho_ok(&["-tae"]);
+    assert!(named.contains("0.0.0.0:ftp "), "{named}");
+    let listener = named.lines().find(|l| l.contains("0.0.0.0:ftp ")).unwrap();
+    assert_eq!(
+        listener.split_whitespace().nth(8),
+        Some("root"),
+        "{listener}"
+    );
+    // -r: host names; the namespace has only loopback, so no lookup leaves it
+    let resolved = ns.sockwho_ok(&["-tlr"]);
+    if std::fs::read_to_string("/etc/hosts").is_ok_and(|h| {
+        h.lines()
+            .any(|l| l.starts_with("127.0.0.1") && l.contains("localhost"))
+    }) {
+        assert!(resolved.contains("localhost:2222 "), "{resolved}");
     }
     assert!(named.contains(&format!("127.0.0.1:{}", f.client_port)));
 }
@@ -341,7 +354,7 @@ fn a_process_name_with_an_escape_sequence_is_escaped() {
         s=socket.socket(); s.bind(('127.0.0.1',7777)); s.listen()\n\
         print('READY',flush=True); sys.stdin.read()\n";
     let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, "python3", "-c", script])
+        .args(["netns", "exec", &ns.name, "/usr/bin/python3", "-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

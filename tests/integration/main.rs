@@ -8,3 +8,4 @@ mod errors;
 mod harness;
 mod labels;
 mod manual;
+mod privileges;
