@@ -15,7 +15,7 @@ Exit status: 0 success (also when the reader of the output goes away), \
 /// List TCP and UDP sockets like `netstat -an`, and tell whose port is
 /// ephemeral and who opened each connection.
 #[derive(Debug, Parser)]
-#[command(name = "sockwho", version, about, after_help = AFTER_HELP)]
+#[command(name = "sockwho", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Show both listening and non-listening sockets.
     #[arg(short = 'a', long = "all")]
