@@ -270,3 +270,53 @@ pub struct Snapshot {
     pub port_range: PortRange,
     pub source: Source,
 }
+
+/// A connection tracking tuple: one direction of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// IP protocol number (6 = TCP, 17 = UDP).
+    pub proto: u8,
+}
+
+/// A tracked flow, as conntrack holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    /// The direction of the first packet: `orig.src` opened the connection.
+    pub orig: Tuple,
+    pub reply: Tuple,
+    /// `IPS_EXPECTED`: the flow was created from a helper's expectation.
+    pub expected: bool,
+    /// The helper assigned to this flow (`ftp` on a control connection).
+    pub helper: Option<String>,
+    /// For an expected flow: the original tuple of the flow that expected it
+    /// (ctnetlink only; /proc/net/nf_conntrack does not show it).
+    pub master: Option<Tuple>,
+}
+
+/// A helper's expectation of a connection yet to come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    /// The expected connection's original tuple; the source port (and with
+    /// some helpers the source address) is a wildcard, shown as 0 / unspecified.
+    pub tuple: Tuple,
+    /// The original tuple of the flow that expects it (ctnetlink only).
+    pub master: Option<Tuple>,
+    pub helper: Option<String>,
+}
+
+/// Where conntrack's state was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConntrackSource {
+    Netlink,
+    Procfs,
+}
+
+/// What conntrack knows in one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conntrack {
+    pub flows: Vec<Flow>,
+    pub expectations: Vec<Expectation>,
+    pub source: ConntrackSource,
+}
