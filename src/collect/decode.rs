@@ -78,6 +78,15 @@ pub fn decode_datagram(
         let payload = &rest[NLMSG_HDRLEN..len];
         match kind {
             NLMSG_DONE => {
+                // A dump the kernel could not start (no handler for the
+                // protocol: inet_diag_dump_one's -ENOENT) ends with an
+                // NLMSG_DONE carrying the errno, not with an NLMSG_ERROR.
+                if payload.len() >= 4 {
+                    let errno = (u32_at(payload, 0) as i32).wrapping_neg();
+                    if errno != 0 {
+                        return Err(DecodeError::Kernel { errno });
+                    }
+                }
                 progress.done = true;
                 return Ok(progress);
             }
@@ -85,7 +94,7 @@ pub fn decode_datagram(
                 if payload.len() < 4 {
                     return Err(DecodeError::Truncated("error"));
                 }
-                let errno = -(u32_at(payload, 0) as i32);
+                let errno = (u32_at(payload, 0) as i32).wrapping_neg();
                 // An error of 0 is an acknowledgement; a dump does not ask
                 // for one, but it is harmless.
                 if errno != 0 {
