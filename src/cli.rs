@@ -65,6 +65,16 @@ pub struct Cli {
     #[arg(short = 'W', long = "wide")]
     pub wide: bool,
 
+    /// Show the FTP sessions alone, grouped, each explained: who is client
+    /// and server, who opened each data connection, the mode, and what a
+    /// firewall on each side must allow.
+    #[arg(long = "ftp")]
+    pub ftp: bool,
+
+    /// Treat PORT as an FTP control port, beside 21 and 990 (repeatable).
+    #[arg(long = "ftp-port", value_name = "PORT")]
+    pub ftp_port: Vec<u16>,
+
     /// Output format.
     #[arg(long = "format", value_enum, default_value_t = Format::Table)]
     pub format: Format,

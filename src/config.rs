@@ -27,6 +27,9 @@ pub struct Config {
     pub timers: bool,
     pub program: bool,
     pub format: Format,
+    /// `--ftp`: the sessions view.
+    pub ftp_view: bool,
+    pub ftp_ports: Vec<u16>,
     pub color: bool,
     pub source: Source,
     /// Where /proc is (`SOCKWHO_PROC_ROOT` replays a saved tree).
@@ -91,6 +94,8 @@ impl Config {
             timers: cli.timers,
             program: cli.program,
             format: cli.format,
+            ftp_view: cli.ftp,
+            ftp_ports: cli.ftp_port.clone(),
             color: color && cli.format == Format::Table,
             source: cli.source,
             proc_root: env
@@ -98,6 +103,12 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/proc")),
         }
+    }
+
+    /// Whether a saved /proc tree is replayed (`SOCKWHO_PROC_ROOT`): then
+    /// nothing is read from the live kernel's netlink.
+    pub fn replaying(&self) -> bool {
+        self.proc_root.as_os_str() != "/proc"
     }
 
     /// The state bits of `proto` the user wants to see.
@@ -123,6 +134,8 @@ impl Config {
     /// walked from their own small hash table.
     pub fn dump_states(&self, proto: Proto) -> u32 {
         match proto {
+            // The FTP view shows every part of a session, whatever -a or -l say.
+            Proto::Tcp if self.ftp_view => State::ALL.iter().map(|s| s.bit()).fold(0, |a, b| a | b),
             Proto::Tcp => self.wanted_states(proto) | State::Listen.bit(),
             Proto::Udp => State::Established.bit() | State::Close.bit(),
         }

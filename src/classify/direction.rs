@@ -34,6 +34,8 @@ pub enum Confidence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Evidence {
+    /// conntrack's original tuple: who sent the first packet. Exact.
+    Conntrack,
     /// The socket is in LISTEN.
     ListenState,
     /// A UDP socket with no peer.
@@ -85,7 +87,32 @@ impl Verdict {
     }
 }
 
-pub fn direction(s: &Socket, listeners: &Listeners, range: &PortRange) -> Verdict {
+/// The direction of `s`. `opened_here` is conntrack's word, where it tracks
+/// the connection: it settles the question, and the other signals that agree
+/// with it are kept as evidence.
+pub fn direction(
+    s: &Socket,
+    listeners: &Listeners,
+    range: &PortRange,
+    opened_here: Option<bool>,
+) -> Verdict {
+    let verdict = by_sockets(s, listeners, range);
+    let Some(here) = opened_here else {
+        return verdict;
+    };
+    let direction = if here {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    let mut evidence = vec![Evidence::Conntrack];
+    if verdict.direction == direction {
+        evidence.extend(verdict.evidence);
+    }
+    Verdict::new(direction, Some(Confidence::High), evidence)
+}
+
+fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange) -> Verdict {
     if s.proto == Proto::Tcp && s.state == State::Listen {
         return Verdict::new(
             Direction::Listen,
@@ -363,7 +390,7 @@ mod tests {
             },
         ];
         for c in cases {
-            let v = direction(&c.socket, &listeners, &range);
+            let v = direction(&c.socket, &listeners, &range, None);
             assert_eq!(
                 (v.direction, v.confidence, v.evidence.as_slice()),
                 (c.want, c.conf, c.evidence),
@@ -371,6 +398,42 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    #[test]
+    fn conntrack_settles_the_direction() {
+        let listeners = Listeners::default();
+        // nothing to go on from the sockets alone...
+        let s = conn(
+            Proto::Tcp,
+            State::Established,
+            "10.0.0.1:5000",
+            "10.0.0.9:6000",
+        );
+        assert_eq!(
+            direction(&s, &listeners, &PortRange::default(), None).direction,
+            Unknown
+        );
+        // ...but conntrack saw the first packet
+        let v = direction(&s, &listeners, &PortRange::default(), Some(false));
+        assert_eq!(
+            (v.direction, v.confidence, v.evidence),
+            (Inbound, Some(High), vec![Conntrack])
+        );
+        // agreeing signals stay as evidence; disagreeing ones go
+        let s = conn(
+            Proto::Tcp,
+            State::Established,
+            "10.0.0.1:40000",
+            "10.0.0.9:443",
+        );
+        let v = direction(&s, &listeners, &PortRange::default(), Some(true));
+        assert_eq!(
+            v.evidence,
+            vec![Conntrack, RemoteWellKnown, LocalEphemeral, ConnectParity]
+        );
+        let v = direction(&s, &listeners, &PortRange::default(), Some(false));
+        assert_eq!((v.direction, v.evidence), (Inbound, vec![Conntrack]));
     }
 
     #[test]
@@ -382,14 +445,14 @@ mod tests {
             "10.0.0.1:20000",
             "10.0.0.9:443",
         );
-        let default = direction(&s, &listeners, &PortRange::default());
+        let default = direction(&s, &listeners, &PortRange::default(), None);
         assert_eq!(default.evidence, vec![RemoteWellKnown]);
         let own = PortRange {
             low: 20000,
             high: 20999,
             reserved: vec![],
         };
-        let v = direction(&s, &listeners, &own);
+        let v = direction(&s, &listeners, &own, None);
         assert_eq!(
             v.evidence,
             vec![RemoteWellKnown, LocalEphemeral, ConnectParity]

@@ -1,12 +1,16 @@
-//! Pure functions over a [`Snapshot`]: port classes, listening ports and
-//! direction for every socket. No I/O happens here, so every rule is tested
-//! on sockets built in code.
+//! Pure functions over a [`Snapshot`]: port classes, listening ports,
+//! direction and FTP sessions for every socket. No I/O happens here, so every
+//! rule is tested on sockets built in code.
 
 pub mod direction;
+pub mod flows;
+pub mod ftp;
 pub mod ports;
 
-use crate::model::{Snapshot, Socket};
+use crate::model::{Conntrack, Snapshot, Socket};
 use direction::Verdict;
+use flows::FlowIndex;
+use ftp::FtpLabel;
 use ports::{Listeners, PortClass};
 
 /// What sockwho says about one socket, beside what the kernel said.
@@ -17,25 +21,60 @@ pub struct Labels {
     pub local_listening: bool,
     pub remote_class: Option<PortClass>,
     pub direction: Verdict,
+    pub ftp: Option<FtpLabel>,
 }
 
-/// Labels for every socket of the snapshot, in the same order.
-pub fn classify(snapshot: &Snapshot) -> Vec<Labels> {
+/// Labels for every socket of a snapshot (same order), and its FTP sessions.
+#[derive(Debug, Clone)]
+pub struct Classified {
+    pub labels: Vec<Labels>,
+    pub sessions: Vec<ftp::Session>,
+}
+
+/// What the classifiers know beside the sockets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// conntrack's flows and expectations, where they could be read.
+    pub conntrack: Option<&'a Conntrack>,
+    /// `--ftp-port` values, beside 21 and 990.
+    pub ftp_ports: &'a [u16],
+}
+
+pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
     let listeners = Listeners::from_sockets(&snapshot.sockets);
-    snapshot
+    let flows = FlowIndex::new(cx.conntrack);
+    let mut labels: Vec<Labels> = snapshot
         .sockets
         .iter()
-        .map(|s| label(s, &listeners, snapshot))
-        .collect()
+        .map(|s| label(s, &listeners, &flows, snapshot))
+        .collect();
+    let found = ftp::analyse(
+        &snapshot.sockets,
+        &labels,
+        ftp::Context {
+            range: &snapshot.port_range,
+            conntrack: cx.conntrack,
+            extra_ports: cx.ftp_ports,
+        },
+    );
+    for (l, f) in labels.iter_mut().zip(found.labels) {
+        l.ftp = f;
+    }
+    Classified {
+        labels,
+        sessions: found.sessions,
+    }
 }
 
-fn label(s: &Socket, listeners: &Listeners, snapshot: &Snapshot) -> Labels {
+fn label(s: &Socket, listeners: &Listeners, flows: &FlowIndex, snapshot: &Snapshot) -> Labels {
     let range = &snapshot.port_range;
+    let opened_here = flows.flow_of(s).map(|f| f.opened_here);
     Labels {
         local_class: ports::port_class(s.local.port, range),
         local_listening: listeners.covers(s.proto, &s.local),
         remote_class: s.remote.map(|r| ports::port_class(r.port, range)),
-        direction: direction::direction(s, listeners, range),
+        direction: direction::direction(s, listeners, range, opened_here),
+        ftp: None,
     }
 }
 

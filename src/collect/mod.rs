@@ -2,6 +2,7 @@
 //! sock_diag netlink, or /proc/net as fallback), the port range, owners and
 //! names. Each submodule owns one source.
 
+pub mod conntrack;
 pub mod decode;
 pub mod names;
 pub mod netlink;
@@ -40,13 +41,12 @@ pub fn snapshot(cfg: &Config, notices: &mut Notices) -> Result<Snapshot, Error> 
         notices.push(format!("{why}; using the default port range 32768-60999"));
         PortRange::default()
     });
-    // A replayed /proc tree has no netlink to go with it.
-    let replay = cfg.proc_root.as_os_str() != "/proc";
     let procfs = |notices: &mut Notices| read_procfs(cfg, notices).map(|s| (s, Source::Procfs));
     let (sockets, source) = match cfg.source {
         SourceChoice::Netlink => (dump_netlink(cfg)?, Source::Netlink),
         SourceChoice::Procfs => procfs(notices)?,
-        SourceChoice::Auto if replay => procfs(notices)?,
+        // A replayed /proc tree has no netlink to go with it.
+        SourceChoice::Auto if cfg.replaying() => procfs(notices)?,
         // No sock_diag (a kernel without inet_diag or udp_diag, a seccomp
         // filter): /proc/net has the same sockets.
         SourceChoice::Auto => match dump_netlink(cfg) {

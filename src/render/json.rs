@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, Evidence};
+use crate::classify::ftp::{FtpEvidence, Mode, Role, Side};
 use crate::classify::ports::PortClass;
 use crate::model::{PortRange, Source};
 
@@ -41,6 +42,7 @@ pub struct JsonSocket<'a> {
     inode: u64,
     cookie: Option<u64>,
     timer: JsonTimer,
+    ftp: Option<JsonFtp<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     processes: Option<Vec<JsonProcess<'a>>>,
 }
@@ -59,6 +61,16 @@ struct JsonTimer {
     kind: &'static str,
     expires_ms: u64,
     retransmits: u8,
+}
+
+#[derive(Serialize)]
+struct JsonFtp<'a> {
+    session: u32,
+    role: Role,
+    side: Side,
+    mode: Option<Mode>,
+    confidence: Confidence,
+    evidence: &'a [FtpEvidence],
 }
 
 #[derive(Serialize)]
@@ -101,6 +113,14 @@ pub fn socket(row: &Row, with_processes: bool) -> JsonSocket<'_> {
             expires_ms: s.timer.expires_ms,
             retransmits: s.timer.retransmits,
         },
+        ftp: l.ftp.as_ref().map(|f| JsonFtp {
+            session: f.session,
+            role: f.role,
+            side: f.side,
+            mode: f.mode,
+            confidence: f.confidence,
+            evidence: &f.evidence,
+        }),
         processes: with_processes.then(|| {
             s.processes
                 .iter()

@@ -18,6 +18,7 @@ use super::escape::terminal_safe;
 use super::palette::Palette;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, Verdict};
+use crate::classify::ftp::{Mode, Role};
 use crate::classify::ports::PortClass;
 use crate::collect::names::Names;
 use crate::config::{Config, Show};
@@ -50,6 +51,7 @@ impl Table<'_> {
             col("State", false),
             col("Dir", false),
             col("Ports", false),
+            col("FTP", false),
         ];
         if self.cfg.extend {
             cols.push(col("User", false));
@@ -140,6 +142,7 @@ impl Table<'_> {
                 self.palette.direction(row.labels.direction.direction),
             ),
             (ports_cell(row), plain),
+            (ftp_cell(row), plain),
         ];
         if self.cfg.extend {
             let user = match (self.cfg.numeric, self.names.user(s.uid)) {
@@ -208,6 +211,29 @@ pub fn ports_cell(row: &Row) -> String {
         if l.local_listening { "*" } else { "" },
         l.remote_class.map_or("-", PortClass::short)
     )
+}
+
+/// `ftp#1:ctl`, `ftp#1:data:passive`, `ftp#1:pending:active`, or `-`;
+/// `:med` or `:low` marks a guess, as in the Dir column.
+pub fn ftp_cell(row: &Row) -> String {
+    let Some(f) = &row.labels.ftp else {
+        return "-".to_string();
+    };
+    let mode = match f.mode {
+        Some(Mode::Active) => "active",
+        Some(Mode::Passive) => "passive",
+        None => "?",
+    };
+    let cell = match f.role {
+        Role::Control => format!("ftp#{}:ctl", f.session),
+        Role::Data => format!("ftp#{}:data:{mode}", f.session),
+        Role::Pending => format!("ftp#{}:pending:{mode}", f.session),
+    };
+    match f.confidence {
+        Confidence::High => cell,
+        Confidence::Medium => cell + ":med",
+        Confidence::Low => cell + ":low",
+    }
 }
 
 /// netstat's `1234/nginx`; several owners joined with `,`; `-` where none

@@ -96,20 +96,33 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace: the sockets it
     /// opens live there, and stay open in this process after it returns.
     pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let path = format!("/run/netns/{}", self.name);
+        let path = self.path();
         std::thread::scope(|scope| {
             scope
-                .spawn(|| {
-                    let ns = File::open(&path).expect("open the namespace");
-                    // SAFETY: a valid namespace fd; CLONE_NEWNET moves only
-                    // this thread, which ends when `f` returns.
-                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                .spawn(move || {
+                    join_netns(&path);
                     f()
                 })
                 .join()
                 .expect("namespace thread")
         })
+    }
+
+    /// Like [`Netns::enter`], for a thread that goes on (a server, a client
+    /// in the middle of a transfer). Threads it starts are in the namespace too.
+    pub fn spawn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<R> {
+        let path = self.path();
+        std::thread::spawn(move || {
+            join_netns(&path);
+            f()
+        })
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
     }
 }
 
@@ -119,6 +132,14 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .output();
     }
+}
+
+/// Moves the calling thread into the namespace at `path`.
+fn join_netns(path: &str) {
+    let ns = File::open(path).expect("open the namespace");
+    // SAFETY: a valid namespace fd; CLONE_NEWNET moves only this thread.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 pub fn run_ok(cmd: &mut Command) -> String {

@@ -9,7 +9,7 @@ struct Fixture {
     client_port: u16,
     client6_port: u16,
     mapped_port: u16,
-    ftp_client_port: u16,
+    ssh_client_port: u16,
     udp_client_port: u16,
 }
 
@@ -27,9 +27,9 @@ fn open_sockets(ns: &Netns) -> Fixture {
         let cm = TcpStream::connect("127.0.0.1:9090").unwrap();
         let (am, _) = ld.accept().unwrap();
         // a listener on a well-known port (root only)
-        let l21 = TcpListener::bind("0.0.0.0:21").unwrap();
-        let c21 = TcpStream::connect("127.0.0.1:21").unwrap();
-        let (a21, _) = l21.accept().unwrap();
+        let l22 = TcpListener::bind("0.0.0.0:22").unwrap();
+        let c22 = TcpStream::connect("127.0.0.1:22").unwrap();
+        let (a22, _) = l22.accept().unwrap();
         let us = UdpSocket::bind("0.0.0.0:5353").unwrap();
         let uc = UdpSocket::bind("127.0.0.1:0").unwrap();
         uc.connect("127.0.0.1:5353").unwrap();
@@ -38,11 +38,11 @@ fn open_sockets(ns: &Netns) -> Fixture {
             client_port: port(&c4),
             client6_port: port(&c6),
             mapped_port: port(&cm),
-            ftp_client_port: port(&c21),
+            ssh_client_port: port(&c22),
             udp_client_port: uc.local_addr().unwrap().port(),
             _keep: vec![
                 Box::new((l4, c4, a4, l6, c6, a6)),
-                Box::new((ld, cm, am, l21, c21, a21)),
+                Box::new((ld, cm, am, l22, c22, a22)),
                 Box::new((us, uc)),
             ],
         }
@@ -131,18 +131,20 @@ fn json_labels_on_real_sockets() {
     assert_eq!(cm["direction_evidence"][0], "peer-listener");
 
     // a well-known port
-    let s21 = find(&doc, "tcp", 21, Some(f.ftp_client_port));
-    assert_eq!(s21["local"]["class"], "well-known");
-    assert_eq!(s21["direction"], "inbound");
+    let s22 = find(&doc, "tcp", 22, Some(f.ssh_client_port));
+    assert_eq!(s22["local"]["class"], "well-known");
+    assert_eq!(s22["direction"], "inbound");
     assert!(
-        s21["direction_evidence"]
+        s22["direction_evidence"]
             .as_array()
             .unwrap()
             .contains(&"local-well-known".into())
     );
-    let c21 = find(&doc, "tcp", f.ftp_client_port, Some(21));
-    assert_eq!(c21["remote"]["class"], "well-known");
-    assert_eq!(c21["direction"], "outbound");
+    let c22 = find(&doc, "tcp", f.ssh_client_port, Some(22));
+    assert_eq!(c22["remote"]["class"], "well-known");
+    assert_eq!(c22["direction"], "outbound");
+    // not FTP: nothing here uses an FTP port
+    assert!(sockets(&doc).iter().all(|s| s["ftp"].is_null()));
 
     // UDP: bound, and connected
     let us = find(&doc, "udp", 5353, None);
@@ -170,6 +172,7 @@ fn json_labels_on_real_sockets() {
             "uid",
             "inode",
             "processes",
+            "ftp",
         ] {
             assert!(s.get(key).is_some(), "{key} missing in {s}");
         }
@@ -208,7 +211,7 @@ fn table_has_netstat_columns_and_fields() {
         "4 listeners, 8 connected TCP ends, 2 UDP: {out}"
     );
     for r in &rows {
-        assert_eq!(r.len(), 8, "every row has 8 fields: {r:?}");
+        assert_eq!(r.len(), 9, "every row has 9 fields: {r:?}");
     }
     let row = |local: &str| {
         rows.iter()
@@ -222,12 +225,12 @@ fn table_has_netstat_columns_and_fields() {
     assert_eq!(row("0.0.0.0:5353")[4..6], ["0.0.0.0:*", "UNCONN"]);
     assert_eq!(row(":::9090")[..5], ["tcp6", "0", "0", ":::9090", ":::*"]);
     let client = row(&format!("127.0.0.1:{}", f.client_port));
-    assert_eq!(client[5..], ["ESTABLISHED", "out", "eph/reg"]);
+    assert_eq!(client[5..], ["ESTABLISHED", "out", "eph/reg", "-"]);
     let server = rows
         .iter()
         .find(|r| r[3] == "127.0.0.1:2222" && r[5] == "ESTABLISHED")
         .unwrap();
-    assert_eq!(server[6..], ["in", "reg*/eph"]);
+    assert_eq!(server[6..], ["in", "reg*/eph", "-"]);
     // piped: no colour; forced: colour
     assert!(!out.contains('\x1b'));
     let coloured = ns.sockwho_ok(&["-an", "--color", "always"]);
@@ -252,7 +255,7 @@ fn table_has_netstat_columns_and_fields() {
     let header = wide.lines().nth(1).unwrap();
     let words = header.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        words.ends_with("Ports User Inode PID/Program name Timer"),
+        words.ends_with("Ports FTP User Inode PID/Program name Timer"),
         "{header}"
     );
     let me = format!("{}/", std::process::id());
@@ -283,10 +286,10 @@ fn table_has_netstat_columns_and_fields() {
     // names without -n: well-known ports by service, ephemeral ones by number
     // (.ci/run installs netbase for /etc/services)
     let named = ns.sockwho_ok(&["-tae"]);
-    assert!(named.contains("0.0.0.0:ftp "), "{named}");
-    let listener = named.lines().find(|l| l.contains("0.0.0.0:ftp ")).unwrap();
+    assert!(named.contains("0.0.0.0:ssh "), "{named}");
+    let listener = named.lines().find(|l| l.contains("0.0.0.0:ssh ")).unwrap();
     assert_eq!(
-        listener.split_whitespace().nth(8),
+        listener.split_whitespace().nth(9),
         Some("root"),
         "{listener}"
     );
@@ -382,7 +385,7 @@ fn a_process_name_with_an_escape_sequence_is_escaped() {
         .lines()
         .find(|l| l.contains("127.0.0.1:7777"))
         .unwrap();
-    assert_eq!(row.split_whitespace().count(), 9, "{row}");
+    assert_eq!(row.split_whitespace().count(), 10, "{row}");
     // JSON keeps the name as it is; the JSON string escape makes it safe
     let l = find(&json, "tcp", 7777, None);
     assert_eq!(l["processes"][0]["name"], "ev\x1b[31m il");

@@ -3,9 +3,12 @@
 //! print why they skip.
 
 mod compare;
-
+mod conntrack;
+mod decode;
 mod errors;
+mod ftp;
 mod harness;
 mod labels;
 mod manual;
 mod privileges;
+mod twohosts;

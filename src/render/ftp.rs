@@ -1,0 +1,357 @@
+//! `sockwho --ftp`: the FTP sessions alone, grouped, each explained the way
+//! one engineer would explain it to another: who is the client and who the
+//! server, which ports are ephemeral and which well-known, who opened each
+//! data connection, the mode, and what a stateful firewall on each side must
+//! allow.
+
+use std::io::{self, Write};
+
+use comfy_table::{ContentArrangement, Table, presets};
+
+use super::escape::terminal_safe;
+use super::palette::Palette;
+use crate::classify::Row;
+use crate::classify::ftp::{Helper, Mode, Role, Session, Side};
+use crate::classify::ports::{PortClass, port_class};
+use crate::model::{Conntrack, ConntrackSource, Endpoint, PortRange, canonical};
+
+pub struct View<'a> {
+    pub rows: &'a [Row],
+    pub sessions: &'a [Session],
+    pub range: &'a PortRange,
+    pub conntrack: Option<&'a Conntrack>,
+    pub palette: Palette,
+}
+
+fn class_words(class: PortClass) -> &'static str {
+    match class {
+        PortClass::WellKnown => "well-known",
+        PortClass::Ephemeral => "ephemeral",
+        PortClass::Registered => "registered",
+    }
+}
+
+fn mode_words(mode: Option<Mode>) -> &'static str {
+    match mode {
+        Some(Mode::Active) => "active",
+        Some(Mode::Passive) => "passive",
+        None => "unknown",
+    }
+}
+
+fn side_words(side: Side) -> &'static str {
+    match side {
+        Side::Client => "client",
+        Side::Server => "server",
+    }
+}
+
+/// `10.0.0.1:21`, `[fe80::1]:21`: unambiguous in prose.
+fn endpoint(e: &Endpoint) -> String {
+    match canonical(e.addr) {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}", e.port),
+        a => format!("{a}:{}", e.port),
+    }
+}
+
+impl View<'_> {
+    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
+        let conntrack = match self.conntrack {
+            None => "conntrack not readable as this user (needs CAP_NET_ADMIN): socket rules only",
+            Some(c) if c.source == ConntrackSource::Netlink => "conntrack read over netlink",
+            Some(_) => "conntrack read from /proc (no helpers, no master tuples)",
+        };
+        let count = self.sessions.len();
+        writeln!(
+            out,
+            "{}",
+            self.palette.header().style(format!(
+                "FTP sessions: {count} ({conntrack}; ephemeral ports {}-{})",
+                self.range.low, self.range.high
+            ))
+        )?;
+        if count == 0 {
+            writeln!(
+                out,
+                "No FTP control connection (ports 21, 990, --ftp-port, or an FTP daemon's listener) is open."
+            )?;
+        }
+        for session in self.sessions {
+            writeln!(out)?;
+            self.session(session, out)?;
+        }
+        Ok(())
+    }
+
+    fn session(&self, session: &Session, out: &mut dyn Write) -> io::Result<()> {
+        let members: Vec<&Row> = session.members.iter().map(|&i| &self.rows[i]).collect();
+        let ftp = |r: &Row| r.labels.ftp.clone();
+        let sides: Vec<Side> = members
+            .iter()
+            .filter_map(|r| ftp(r).filter(|f| f.role == Role::Control).map(|f| f.side))
+            .collect();
+        let mut modes: Vec<Mode> = members
+            .iter()
+            .filter_map(|r| {
+                ftp(r)
+                    .filter(|f| f.role != Role::Control)
+                    .and_then(|f| f.mode)
+            })
+            .collect();
+        modes.dedup();
+        let mode = match modes.as_slice() {
+            [] => "mode not seen yet (no data connection open)".to_string(),
+            [m] => format!("{} mode", mode_words(Some(*m))),
+            _ => "active and passive data connections".to_string(),
+        };
+        let host_is = match sides.as_slice() {
+            [Side::Server] => "this host is the server",
+            [Side::Client] => "this host is the client",
+            _ => "this host is both client and server",
+        };
+        writeln!(
+            out,
+            "{}",
+            self.palette
+                .header()
+                .style(format!("Session {}: {host_is}; {mode}", session.id))
+        )?;
+        let (c, s) = (&session.client, &session.server);
+        writeln!(
+            out,
+            "  client {} opened the control connection from port {} ({}) to the server {} port {} ({}).",
+            canonical(c.addr),
+            c.port,
+            class_words(port_class(c.port, self.range)),
+            canonical(s.addr),
+            s.port,
+            class_words(port_class(s.port, self.range)),
+        )?;
+        let mut table = Table::new();
+        table
+            .load_style(presets::ASCII_MARKDOWN)
+            .force_no_tty()
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header([
+                "role",
+                "side",
+                "local",
+                "remote",
+                "state",
+                "opened by",
+                "mode",
+                "confidence",
+                "evidence",
+                "process",
+            ]);
+        for r in &members {
+            let Some(f) = ftp(r) else { continue };
+            let s = &r.socket;
+            // passive: the client opens the data connection; active: the server
+            let opener = match (f.role, f.mode) {
+                (Role::Control, _) | (Role::Data, Some(Mode::Passive)) => Some(Side::Client),
+                (Role::Data, Some(Mode::Active)) => Some(Side::Server),
+                _ => None,
+            };
+            let opened = match opener {
+                Some(side) if side == f.side => format!("{} (here)", side_words(side)),
+                Some(side) => side_words(side).to_string(),
+                None if f.role == Role::Pending => "-".to_string(),
+                None => "unknown".to_string(),
+            };
+            let owners: Vec<String> = s
+                .processes
+                .iter()
+                .map(|p| format!("{}/{}", p.pid, terminal_safe(&p.name)))
+                .collect();
+            let evidence: Vec<String> = f
+                .evidence
+                .iter()
+                .map(|e| {
+                    serde_json::to_value(e)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let role = match f.role {
+                Role::Control => "control",
+                Role::Data => "data",
+                Role::Pending => "pending",
+            };
+            table.add_row([
+                role.to_string(),
+                side_words(f.side).to_string(),
+                format!(
+                    "{} ({})",
+                    endpoint(&s.local),
+                    class_words(r.labels.local_class)
+                ),
+                s.remote.map_or("*".to_string(), |e| {
+                    format!(
+                        "{} ({})",
+                        endpoint(&e),
+                        r.labels.remote_class.map_or("-", class_words)
+                    )
+                }),
+                s.state.name(s.proto).to_string(),
+                opened,
+                if f.role == Role::Control {
+                    "-".to_string()
+                } else {
+                    mode_words(f.mode).to_string()
+                },
+                format!("{:?}", f.confidence).to_lowercase(),
+                evidence.join(","),
+                if owners.is_empty() {
+                    "-".to_string()
+                } else {
+                    owners.join(",")
+                },
+            ]);
+        }
+        for line in table.to_string().lines() {
+            writeln!(out, "  {line}")?;
+        }
+        for r in &members {
+            if let Some(line) = explain(r, self.range) {
+                writeln!(out, "  - {line}")?;
+            }
+        }
+        for side in [Side::Server, Side::Client] {
+            if let Some(advice) = firewall(side, &members, session, sides.contains(&side)) {
+                writeln!(out, "  {advice}")?;
+            }
+        }
+        writeln!(out, "  {}", helper_words(session.helper))
+    }
+}
+
+/// One sentence on a data connection or pending listener.
+fn explain(r: &Row, range: &PortRange) -> Option<String> {
+    let f = r.labels.ftp.as_ref()?;
+    let s = &r.socket;
+    let class = |port: u16| class_words(port_class(port, range));
+    match (f.role, f.mode) {
+        (Role::Control, _) => None,
+        (Role::Pending, Some(Mode::Passive)) => Some(format!(
+            "the server listens on port {} ({}) for the client's data connection: passive (PASV/EPSV).",
+            s.local.port,
+            class(s.local.port)
+        )),
+        (Role::Pending, _) => Some(format!(
+            "the client listens on port {} ({}) for the server's data connection: active (PORT/EPRT).",
+            s.local.port,
+            class(s.local.port)
+        )),
+        (Role::Data, mode) => {
+            let remote = s.remote?;
+            let (client_port, server_port) = match f.side {
+                Side::Client => (s.local.port, remote.port),
+                Side::Server => (remote.port, s.local.port),
+            };
+            let how = match mode {
+                Some(Mode::Passive) => {
+                    "the client opened it to the server's port: passive (PASV/EPSV)"
+                }
+                Some(Mode::Active) => {
+                    "the server opened it to the client's port: active (PORT/EPRT)"
+                }
+                None => "who opened it cannot be told from here",
+            };
+            Some(format!(
+                "data {} <-> {}: server port {} ({}), client port {} ({}); {how}.",
+                endpoint(&s.local),
+                endpoint(&remote),
+                server_port,
+                class(server_port),
+                client_port,
+                class(client_port),
+            ))
+        }
+    }
+}
+
+/// What a stateful firewall on `side` must let through for this session.
+fn firewall(side: Side, members: &[&Row], session: &Session, here: bool) -> Option<String> {
+    let data_ports = |want: Side| -> Vec<String> {
+        let mut ports: Vec<u16> = members
+            .iter()
+            .filter_map(|r| {
+                let f = r.labels.ftp.as_ref()?;
+                if f.role == Role::Control {
+                    return None;
+                }
+                // the port the opener connects to: the server's in passive
+                // mode, the client's in active mode
+                let (local, remote) = (r.socket.local.port, r.socket.remote.map(|e| e.port));
+                match (f.side == want, f.role) {
+                    (true, _) => Some(local),
+                    (false, Role::Data) => remote,
+                    (false, _) => None,
+                }
+            })
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports.iter().map(u16::to_string).collect()
+    };
+    let mode = members.iter().find_map(|r| {
+        r.labels
+            .ftp
+            .as_ref()
+            .filter(|f| f.role != Role::Control)
+            .and_then(|f| f.mode)
+    });
+    let ctl = session.server.port;
+    let who = if here { "this host" } else { "the peer" };
+    let text = match (side, mode) {
+        (Side::Server, Some(Mode::Passive)) => format!(
+            "Firewall at the server ({who}): allow new inbound TCP to port {ctl} and to the passive data ports (seen: {}).",
+            data_ports(Side::Server).join(", ")
+        ),
+        (Side::Client, Some(Mode::Passive)) => format!(
+            "Firewall at the client ({who}): allow new outbound TCP to port {ctl} and to the server's passive ports (seen: {}).",
+            data_ports(Side::Server).join(", ")
+        ),
+        (Side::Server, Some(Mode::Active)) => format!(
+            "Firewall at the server ({who}): allow new outbound TCP to the client's data ports (seen: {}).",
+            data_ports(Side::Client).join(", ")
+        ),
+        (Side::Client, Some(Mode::Active)) => format!(
+            "Firewall at the client ({who}): allow new INBOUND TCP from the server to its data ports (seen: {}): \
+             what NAT and default-deny firewalls block unless the ftp helper makes them related.",
+            data_ports(Side::Client).join(", ")
+        ),
+        (_, None) => {
+            if !here {
+                return None;
+            }
+            format!(
+                "Firewall at the {} ({who}): port {ctl} for control; the data ports depend on the mode, not seen yet.",
+                side_words(side)
+            )
+        }
+    };
+    Some(text)
+}
+
+fn helper_words(helper: Helper) -> &'static str {
+    match helper {
+        Helper::Assigned => {
+            "conntrack's ftp helper is assigned to this control connection: the data connections it announces are RELATED (accept `ct state related`)."
+        }
+        Helper::NotAssigned => {
+            "conntrack tracks this control connection but no ftp helper is assigned (not automatic since Linux 4.7): a stateful firewall sees its data connections as NEW. nft: `tcp dport 21 ct helper set \"ftp-std\"`."
+        }
+        Helper::NotTracked => {
+            "conntrack does not track this connection here (no rule in this namespace uses it)."
+        }
+        Helper::Unknown => {
+            "conntrack read from /proc does not show whether the ftp helper is assigned."
+        }
+        Helper::Unreadable => {
+            "conntrack could not be read as this user: whether the ftp helper is assigned is unknown."
+        }
+    }
+}
