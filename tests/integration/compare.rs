@@ -36,6 +36,30 @@ fn open_mix(ns: &Netns) -> Vec<Box<dyn std::any::Any + Send>> {
     })
 }
 
+/// Waits until the closed connection has reached TIME_WAIT on both ends, so
+/// that two looks a moment apart see the same states.
+fn settle(ns: &Netns) {
+    for _ in 0..100 {
+        let moving = ns.exec_ok(&[
+            "ss",
+            "-tanH",
+            "state",
+            "fin-wait-1",
+            "state",
+            "fin-wait-2",
+            "state",
+            "last-ack",
+            "state",
+            "close-wait",
+        ]);
+        if moving.trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("connections still closing in {}", ns.name);
+}
+
 type Key = (String, String, String, String);
 
 /// (proto, state, local, remote) with wildcards as `*` and no brackets.
@@ -108,6 +132,7 @@ fn same_socket_set_as_ss() {
     }
     let ns = Netns::new("ss");
     let _keep = open_mix(&ns);
+    settle(&ns);
     let ours = json_keys(&ns.json(&["-tuan"]));
     let theirs = ss_keys(&ns.exec_ok(&["ss", "-tuanH"]));
     assert_eq!(ours, theirs);
@@ -125,6 +150,7 @@ fn procfs_source_matches_netlink() {
     }
     let ns = Netns::new("sources");
     let _keep = open_mix(&ns);
+    settle(&ns);
     let netlink = ns.json(&["-tuanpe", "--source", "netlink"]);
     let procfs = ns.json(&["-tuanpe", "--source", "procfs"]);
     assert_eq!(netlink["source"], "netlink");
