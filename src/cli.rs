@@ -75,6 +75,19 @@ pub struct Cli {
     #[arg(long = "ftp-port", value_name = "PORT")]
     pub ftp_port: Vec<u16>,
 
+    /// Look into one network namespace: a name under /run/netns, a path to
+    /// a namespace file (/proc/PID/ns/net, a bind mount), or a PID.
+    #[arg(
+        long = "netns",
+        value_name = "NAME|PATH|PID",
+        conflicts_with = "all_netns"
+    )]
+    pub netns: Option<String>,
+
+    /// Look into every network namespace on the host (a NETNS column).
+    #[arg(long = "all-netns")]
+    pub all_netns: bool,
+
     /// Output format.
     #[arg(long = "format", value_enum, default_value_t = Format::Table)]
     pub format: Format,

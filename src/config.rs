@@ -30,6 +30,8 @@ pub struct Config {
     /// `--ftp`: the sessions view.
     pub ftp_view: bool,
     pub ftp_ports: Vec<u16>,
+    pub netns: Option<String>,
+    pub all_netns: bool,
     pub color: bool,
     pub source: Source,
     /// Where /proc is (`SOCKWHO_PROC_ROOT` replays a saved tree).
@@ -96,6 +98,8 @@ impl Config {
             format: cli.format,
             ftp_view: cli.ftp,
             ftp_ports: cli.ftp_port.clone(),
+            netns: cli.netns.clone(),
+            all_netns: cli.all_netns,
             color: color && cli.format == Format::Table,
             source: cli.source,
             proc_root: env
@@ -109,6 +113,17 @@ impl Config {
     /// nothing is read from the live kernel's netlink.
     pub fn replaying(&self) -> bool {
         self.proc_root.as_os_str() != "/proc"
+    }
+
+    /// Where the per-namespace /proc files are: `/proc/net` follows the
+    /// thread group's leader, so a thread that entered another namespace
+    /// reads `/proc/thread-self/net`.
+    pub fn net_root(&self) -> PathBuf {
+        if self.replaying() {
+            self.proc_root.clone()
+        } else {
+            self.proc_root.join("thread-self")
+        }
     }
 
     /// The state bits of `proto` the user wants to see.

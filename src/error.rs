@@ -9,10 +9,22 @@ use crate::collect::netlink::NetlinkError;
 pub enum Error {
     #[error("cannot read sockets over netlink: {0}")]
     Netlink(#[from] NetlinkError),
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {}", path.display(), reason(source))]
     Proc { path: PathBuf, source: io::Error },
+    #[error("cannot enter network namespace {spec}: {}", reason(source))]
+    Netns { spec: String, source: io::Error },
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
+}
+
+/// An I/O error as a person reads it: "No such file or directory", without
+/// Rust's "(os error 2)".
+pub fn reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 impl Error {
@@ -33,6 +45,12 @@ impl Error {
                 Some("run as root, or check how /proc is mounted (hidepid)")
             }
             Error::Netlink(NetlinkError::Open(_)) => Some("try --source procfs"),
+            Error::Netns { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                Some("entering a namespace needs root")
+            }
+            Error::Netns { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Some("see `ip netns list`")
+            }
             _ => None,
         }
     }

@@ -2,8 +2,9 @@
 //! with port classes, the direction of every connection, and FTP sessions.
 //!
 //! The pipeline: [`collect`] reads the kernel (sock_diag netlink, or
-//! /proc/net; owners; conntrack), [`classify`] labels each socket with pure
-//! functions, and [`render`] writes a table, the FTP view or JSON.
+//! /proc/net; owners; conntrack), in one network namespace or several,
+//! [`classify`] labels each socket with pure functions, and [`render`]
+//! writes a table, the FTP view or JSON.
 
 pub mod classify;
 pub mod cli;
@@ -16,14 +17,30 @@ pub mod render;
 use std::collections::HashSet;
 use std::io::Write;
 
+use classify::ftp::Session;
 use classify::{Classified, Row};
 use cli::{Cli, Format};
 use collect::Notices;
 use collect::names::{self, Names, Services, Users};
+use collect::netns::{self, Target, Unseen};
 use config::{Config, Environment};
 use error::Error;
-use model::{Proto, Snapshot, State};
+use model::{Conntrack, NetnsId, PortRange, Proto, Snapshot, Source, State};
 use render::palette::Palette;
+
+/// One network namespace's sockets, classified: all of them, whatever the
+/// options show, because FTP sessions and the view need listeners too.
+#[derive(Debug)]
+pub struct Part {
+    /// `None` when only the namespace sockwho runs in is looked at.
+    pub netns: Option<NetnsId>,
+    pub port_range: PortRange,
+    pub source: Source,
+    pub rows: Vec<Row>,
+    pub sessions: Vec<Session>,
+    /// `None` where it was not read (no FTP in use); `Err` says why not.
+    pub conntrack: Option<Result<Conntrack, String>>,
+}
 
 /// Runs sockwho once: collect, classify, render into `out`. Nothing is
 /// written until everything has been collected, so a failure leaves no
@@ -39,64 +56,138 @@ pub fn run(
         return out.flush().map_err(Error::Output);
     }
     let cfg = Config::new(cli, env);
-    let mut snapshot = collect::snapshot(&cfg, notices)?;
-    // FTP needs owners (same process, daemons) and conntrack; both are read
-    // only where an FTP port is in use, or the FTP view is asked for.
-    let ftp_here = cfg.ftp_view || uses_ftp_port(&snapshot, &cfg.ftp_ports);
-    if cfg.program || ftp_here {
-        fill_owners(&cfg, &mut snapshot, notices)?;
-    }
-    let conntrack = if ftp_here && !cfg.replaying() {
-        collect::conntrack::read(&cfg.proc_root).ok()
-    } else {
-        None
-    };
-    let Classified { labels, sessions } = classify::classify(
-        &snapshot,
-        classify::Context {
-            conntrack: conntrack.as_ref(),
-            ftp_ports: &cfg.ftp_ports,
-        },
-    );
-    let (port_range, source) = (snapshot.port_range, snapshot.source);
-    let all: Vec<Row> = snapshot
-        .sockets
-        .into_iter()
-        .zip(labels)
-        .map(|(socket, labels)| Row { socket, labels })
-        .collect();
-    if cfg.ftp_view {
-        let view = render::ftp::View {
-            rows: &all,
-            sessions: &sessions,
-            range: &port_range,
-            conntrack: conntrack.as_ref(),
-            palette: Palette::new(cfg.color),
-        };
-        return view
-            .write(out)
-            .and_then(|()| out.flush())
-            .map_err(Error::Output);
-    }
-    let rows: Vec<Row> = all
-        .into_iter()
-        .filter(|r| cfg.shows(r.socket.proto, r.socket.state))
-        .collect();
-    match cfg.format {
-        Format::Json => render::json::write(&rows, &port_range, source, cfg.program, out),
-        Format::Table => {
-            let names = load_names(&cfg, &rows);
-            let table = render::table::Table {
-                cfg: &cfg,
-                names: &names,
-                port_range: &port_range,
-                palette: Palette::new(cfg.color),
-            };
-            table.write(&rows, out)
+    let parts = look(&cfg, notices)?;
+    render(&cfg, &parts, out)
+        .and_then(|()| out.flush())
+        .map_err(Error::Output)
+}
+
+/// Collects and classifies every namespace the configuration names.
+pub fn look(cfg: &Config, notices: &mut Notices) -> Result<Vec<Part>, Error> {
+    let labelled = cfg.netns.is_some() || cfg.all_netns;
+    let mut collected = Vec::new();
+    let (targets, mut unseen) = targets(cfg)?;
+    for target in targets {
+        let entered = netns::run_in(&target, || {
+            let mut found = Notices::default();
+            collect_one(cfg, &mut found).map(|c| (c, found))
+        });
+        match entered {
+            Ok(Ok(((snapshot, conntrack), found))) => {
+                notices.extend(found);
+                collected.push((labelled.then(|| target.id.clone()), snapshot, conntrack));
+            }
+            Ok(Err(e)) if !cfg.all_netns => return Err(e),
+            Ok(Err(e)) => notices.push(format!(
+                "skipped network namespace {}: {e}",
+                target.id.label()
+            )),
+            Err(source) if !cfg.all_netns => {
+                return Err(Error::Netns {
+                    spec: cfg.netns.clone().unwrap_or_else(|| target.id.label()),
+                    source,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => unseen.not_entered += 1,
+            // EINVAL: the file is no namespace any more (`ip netns del`
+            // unmounted it after we opened it)
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => unseen.vanished += 1,
+            Err(e) => notices.push(format!(
+                "could not enter network namespace {}: {}",
+                target.id.label(),
+                error::reason(&e)
+            )),
         }
     }
-    .and_then(|()| out.flush())
-    .map_err(Error::Output)
+    if let Some(line) = unseen.notice() {
+        notices.push(line);
+    }
+    // FTP needs owners (same process, daemons); they are read once for all
+    // namespaces, only where FTP is in use or -p asks for them.
+    let ftp = |s: &Snapshot| cfg.ftp_view || uses_ftp_port(s, &cfg.ftp_ports);
+    if cfg.program || collected.iter().any(|(_, s, _)| ftp(s)) {
+        fill_owners(cfg, collected.iter_mut().map(|(_, s, _)| s), notices)?;
+    }
+    Ok(collected
+        .into_iter()
+        .map(|(netns, snapshot, conntrack)| {
+            let Classified { labels, sessions } = classify::classify(
+                &snapshot,
+                classify::Context {
+                    conntrack: conntrack.as_ref().and_then(|c| c.as_ref().ok()),
+                    ftp_ports: &cfg.ftp_ports,
+                },
+            );
+            Part {
+                netns,
+                port_range: snapshot.port_range,
+                source: snapshot.source,
+                rows: snapshot
+                    .sockets
+                    .into_iter()
+                    .zip(labels)
+                    .map(|(socket, labels)| Row { socket, labels })
+                    .collect(),
+                sessions,
+                conntrack,
+            }
+        })
+        .collect())
+}
+
+fn targets(cfg: &Config) -> Result<(Vec<Target>, Unseen), Error> {
+    let netns_error = |spec: &str, source| Error::Netns {
+        spec: spec.to_string(),
+        source,
+    };
+    let one = |t| Ok((vec![t], Unseen::default()));
+    if cfg.replaying() {
+        // a saved /proc tree is one namespace, already chosen
+        return one(Target::replayed());
+    }
+    if let Some(spec) = &cfg.netns {
+        return one(netns::resolve(spec, &cfg.proc_root).map_err(|e| netns_error(spec, e))?);
+    }
+    if !cfg.all_netns {
+        return one(Target::replayed());
+    }
+    netns::discover(&cfg.proc_root).map_err(|source| Error::Proc {
+        path: cfg.proc_root.clone(),
+        source,
+    })
+}
+
+/// The sockets of the current namespace, and conntrack where FTP is in use.
+type Conntracked = Option<Result<Conntrack, String>>;
+
+fn collect_one(cfg: &Config, notices: &mut Notices) -> Result<(Snapshot, Conntracked), Error> {
+    let snapshot = collect::snapshot(cfg, notices)?;
+    let ftp = cfg.ftp_view || uses_ftp_port(&snapshot, &cfg.ftp_ports);
+    let conntrack = match (ftp, cfg.replaying()) {
+        (false, _) => None,
+        (true, true) => Some(Err("not read from a replayed /proc tree".to_string())),
+        (true, false) => Some(collect::conntrack::read(&cfg.net_root())),
+    };
+    Ok((snapshot, conntrack))
+}
+
+fn render(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> std::io::Result<()> {
+    let palette = Palette::new(cfg.color);
+    if cfg.ftp_view {
+        return render::ftp::write(parts, palette, out);
+    }
+    match cfg.format {
+        Format::Json => render::json::write(cfg, parts, out),
+        Format::Table => {
+            let names = load_names(cfg, parts);
+            let table = render::table::Table {
+                cfg,
+                names: &names,
+                palette,
+            };
+            table.write(parts, out)
+        }
+    }
 }
 
 /// Whether any TCP socket uses a control port (21, 990, `--ftp-port`).
@@ -110,24 +201,30 @@ fn uses_ftp_port(snapshot: &Snapshot, extra: &[u16]) -> bool {
     })
 }
 
-fn fill_owners(cfg: &Config, snapshot: &mut Snapshot, notices: &mut Notices) -> Result<(), Error> {
-    let wanted: HashSet<u64> = snapshot
-        .sockets
+fn fill_owners<'a>(
+    cfg: &Config,
+    snapshots: impl Iterator<Item = &'a mut Snapshot>,
+    notices: &mut Notices,
+) -> Result<(), Error> {
+    let snapshots: Vec<&mut Snapshot> = snapshots.collect();
+    let wanted: HashSet<u64> = snapshots
         .iter()
-        .map(|s| s.inode)
+        .flat_map(|s| s.sockets.iter().map(|s| s.inode))
         .filter(|&i| i != 0)
         .collect();
     let mut owners = collect::owners(cfg, &wanted, notices)?;
-    for s in &mut snapshot.sockets {
-        if let Some(list) = owners.remove(&s.inode) {
-            s.processes = list;
+    for snapshot in snapshots {
+        for s in &mut snapshot.sockets {
+            if let Some(list) = owners.remove(&s.inode) {
+                s.processes = list;
+            }
         }
     }
     Ok(())
 }
 
 /// Looks up only the names the table will show.
-fn load_names(cfg: &Config, rows: &[Row]) -> Names {
+fn load_names(cfg: &Config, parts: &[Part]) -> Names {
     let mut names = Names::default();
     if !cfg.numeric {
         names.services = Some(Services::load("/etc/services".as_ref()));
@@ -136,8 +233,9 @@ fn load_names(cfg: &Config, rows: &[Row]) -> Names {
         }
     }
     if cfg.resolve {
-        let addrs: HashSet<_> = rows
+        let addrs: HashSet<_> = parts
             .iter()
+            .flat_map(|p| &p.rows)
             .flat_map(|r| {
                 std::iter::once(r.socket.local.addr).chain(r.socket.remote.map(|e| e.addr))
             })

@@ -320,3 +320,24 @@ pub struct Conntrack {
     pub expectations: Vec<Expectation>,
     pub source: ConntrackSource,
 }
+
+/// A network namespace, as sockwho names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetnsId {
+    /// Its name under /run/netns (or `docker/ID` under /run/docker/netns).
+    pub name: Option<String>,
+    /// The inode of its nsfs file: what `ls -l /proc/PID/ns/net` shows.
+    pub inode: u64,
+    /// A process in it, where one was seen.
+    pub pid: Option<u32>,
+}
+
+impl NetnsId {
+    /// The name, or `net:[INODE]` as /proc shows the link.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("net:[{}]", self.inode),
+        }
+    }
+}

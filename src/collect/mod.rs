@@ -6,6 +6,7 @@ pub mod conntrack;
 pub mod decode;
 pub mod names;
 pub mod netlink;
+pub mod netns;
 pub mod processes;
 pub mod procfs;
 pub mod sysctl;
@@ -32,6 +33,12 @@ impl Notices {
 
     pub fn lines(&self) -> &[String] {
         &self.lines
+    }
+
+    pub fn extend(&mut self, other: Notices) {
+        for line in other.lines {
+            self.push(line);
+        }
     }
 }
 
@@ -77,7 +84,7 @@ fn read_procfs(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error
     for &proto in &cfg.protos {
         for &family in &cfg.families {
             let malformed = procfs::read_table(
-                &cfg.proc_root,
+                &cfg.net_root(),
                 family,
                 proto,
                 cfg.dump_states(proto),
@@ -85,7 +92,7 @@ fn read_procfs(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error
             )
             .map_err(|source| Error::Proc {
                 path: cfg
-                    .proc_root
+                    .net_root()
                     .join("net")
                     .join(procfs::file_name(family, proto)),
                 source,

@@ -10,17 +10,43 @@ use comfy_table::{ContentArrangement, Table, presets};
 
 use super::escape::terminal_safe;
 use super::palette::Palette;
+use crate::Part;
 use crate::classify::Row;
 use crate::classify::ftp::{Helper, Mode, Role, Session, Side};
 use crate::classify::ports::{PortClass, port_class};
-use crate::model::{Conntrack, ConntrackSource, Endpoint, PortRange, canonical};
+use crate::model::{Conntrack, ConntrackSource, Endpoint, NetnsId, PortRange, canonical};
 
 pub struct View<'a> {
     pub rows: &'a [Row],
     pub sessions: &'a [Session],
     pub range: &'a PortRange,
-    pub conntrack: Option<&'a Conntrack>,
+    /// `Err`: why conntrack could not be read.
+    pub conntrack: Result<&'a Conntrack, &'a str>,
+    pub netns: Option<&'a NetnsId>,
     pub palette: Palette,
+}
+
+/// The view of every part, one after the other.
+pub fn write(parts: &[Part], palette: Palette, out: &mut dyn Write) -> io::Result<()> {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        let view = View {
+            rows: &part.rows,
+            sessions: &part.sessions,
+            range: &part.port_range,
+            conntrack: match &part.conntrack {
+                Some(Ok(ct)) => Ok(ct),
+                Some(Err(why)) => Err(why),
+                None => Err("not read"),
+            },
+            netns: part.netns.as_ref(),
+            palette,
+        };
+        view.write(out)?;
+    }
+    Ok(())
 }
 
 fn class_words(class: PortClass) -> &'static str {
@@ -57,16 +83,22 @@ fn endpoint(e: &Endpoint) -> String {
 impl View<'_> {
     pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
         let conntrack = match self.conntrack {
-            None => "conntrack not readable as this user (needs CAP_NET_ADMIN): socket rules only",
-            Some(c) if c.source == ConntrackSource::Netlink => "conntrack read over netlink",
-            Some(_) => "conntrack read from /proc (no helpers, no master tuples)",
+            Err(why) => format!("conntrack: {why}; socket rules only"),
+            Ok(c) if c.source == ConntrackSource::Netlink => {
+                "conntrack read over netlink".to_string()
+            }
+            Ok(_) => "conntrack read from /proc (no helpers, no master tuples)".to_string(),
         };
         let count = self.sessions.len();
+        let netns = self
+            .netns
+            .map(|n| format!(" in network namespace {}", terminal_safe(&n.label())))
+            .unwrap_or_default();
         writeln!(
             out,
             "{}",
             self.palette.header().style(format!(
-                "FTP sessions: {count} ({conntrack}; ephemeral ports {}-{})",
+                "FTP sessions{netns}: {count} ({conntrack}; ephemeral ports {}-{})",
                 self.range.low, self.range.high
             ))
         )?;

@@ -7,11 +7,13 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::Part;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, Evidence};
 use crate::classify::ftp::{FtpEvidence, Mode, Role, Side};
 use crate::classify::ports::PortClass;
-use crate::model::{PortRange, Source};
+use crate::config::Config;
+use crate::model::{NetnsId, Source};
 
 pub const SCHEMA: u32 = 1;
 
@@ -21,11 +23,42 @@ struct Document<'a> {
     source: &'static str,
     port_range: [u16; 2],
     reserved_ports: &'a [(u16, u16)],
+    /// With `--netns`/`--all-netns`: each namespace and its own port range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespaces: Option<Vec<JsonNetns<'a>>>,
     sockets: Vec<JsonSocket<'a>>,
 }
 
 #[derive(Serialize)]
+struct JsonNetns<'a> {
+    #[serde(flatten)]
+    id: JsonNetnsId<'a>,
+    port_range: [u16; 2],
+    reserved_ports: &'a [(u16, u16)],
+}
+
+/// `{"name": "blue", "inode": 4026532296, "pid": 1234}`; name and pid may be null.
+#[derive(Serialize)]
+pub struct JsonNetnsId<'a> {
+    name: Option<&'a str>,
+    inode: u64,
+    pid: Option<u32>,
+}
+
+impl<'a> From<&'a NetnsId> for JsonNetnsId<'a> {
+    fn from(n: &'a NetnsId) -> Self {
+        JsonNetnsId {
+            name: n.name.as_deref(),
+            inode: n.inode,
+            pid: n.pid,
+        }
+    }
+}
+
+#[derive(Serialize)]
 pub struct JsonSocket<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<JsonNetnsId<'a>>,
     proto: &'static str,
     family: &'static str,
     state: &'static str,
@@ -84,6 +117,7 @@ pub fn socket(row: &Row, with_processes: bool) -> JsonSocket<'_> {
     let s = &row.socket;
     let l = &row.labels;
     JsonSocket {
+        netns: None,
         proto: s.proto.name(),
         family: s.family.name(),
         state: s.state.name(s.proto),
@@ -133,19 +167,40 @@ pub fn socket(row: &Row, with_processes: bool) -> JsonSocket<'_> {
     }
 }
 
-pub fn write(
-    rows: &[Row],
-    range: &PortRange,
-    source: Source,
-    with_processes: bool,
-    out: &mut dyn Write,
-) -> io::Result<()> {
+/// The document for every part: the sockets the options show, with their
+/// namespace when namespaces are named (`--netns`, `--all-netns`).
+pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
+    let first = parts.first();
+    let range = first.map(|p| p.port_range.clone()).unwrap_or_default();
+    let labelled = cfg.netns.is_some() || cfg.all_netns;
     let doc = Document {
         schema: SCHEMA,
-        source: source.name(),
+        source: first.map_or(Source::Netlink, |p| p.source).name(),
         port_range: [range.low, range.high],
         reserved_ports: &range.reserved,
-        sockets: rows.iter().map(|r| socket(r, with_processes)).collect(),
+        namespaces: labelled.then(|| {
+            parts
+                .iter()
+                .filter_map(|p| {
+                    let n = p.netns.as_ref()?;
+                    Some(JsonNetns {
+                        id: JsonNetnsId::from(n),
+                        port_range: [p.port_range.low, p.port_range.high],
+                        reserved_ports: &p.port_range.reserved,
+                    })
+                })
+                .collect()
+        }),
+        sockets: parts
+            .iter()
+            .flat_map(|p| p.rows.iter().map(move |r| (p, r)))
+            .filter(|(_, r)| cfg.shows(r.socket.proto, r.socket.state))
+            .map(|(p, r)| {
+                let mut s = socket(r, cfg.program);
+                s.netns = p.netns.as_ref().filter(|_| labelled).map(JsonNetnsId::from);
+                s
+            })
+            .collect(),
     };
     serde_json::to_writer(&mut *out, &doc).map_err(io::Error::from)?;
     out.write_all(b"\n")

@@ -16,6 +16,7 @@ use owo_colors::Style;
 
 use super::escape::terminal_safe;
 use super::palette::Palette;
+use crate::Part;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, Verdict};
 use crate::classify::ftp::{Mode, Role};
@@ -27,7 +28,6 @@ use crate::model::{Endpoint, Family, PortRange, Proto, Socket, unspecified};
 pub struct Table<'a> {
     pub cfg: &'a Config,
     pub names: &'a Names,
-    pub port_range: &'a PortRange,
     pub palette: Palette,
 }
 
@@ -41,8 +41,17 @@ const fn col(title: &'static str, right: bool) -> Column {
 }
 
 impl Table<'_> {
+    /// Whether namespaces are named: a NETNS column comes first.
+    fn labelled(&self) -> bool {
+        self.cfg.netns.is_some() || self.cfg.all_netns
+    }
+
     fn columns(&self) -> Vec<Column> {
-        let mut cols = vec![
+        let mut cols = Vec::new();
+        if self.labelled() {
+            cols.push(col("NETNS", false));
+        }
+        cols.extend([
             col("Proto", false),
             col("Recv-Q", true),
             col("Send-Q", true),
@@ -52,7 +61,7 @@ impl Table<'_> {
             col("Dir", false),
             col("Ports", false),
             col("FTP", false),
-        ];
+        ]);
         if self.cfg.extend {
             cols.push(col("User", false));
             cols.push(col("Inode", false));
@@ -66,7 +75,8 @@ impl Table<'_> {
         cols
     }
 
-    pub fn write(&self, rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
+    /// Writes the rows of every part that the options show.
+    pub fn write(&self, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
         let title = match self.cfg.show {
             Show::All => "Active Internet connections (servers and established)",
             Show::Listening => "Active Internet connections (only servers)",
@@ -74,7 +84,12 @@ impl Table<'_> {
         };
         writeln!(out, "{title}")?;
         let columns = self.columns();
-        let cells: Vec<Vec<(String, Style)>> = rows.iter().map(|r| self.cells(r)).collect();
+        let cells: Vec<Vec<(String, Style)>> = parts
+            .iter()
+            .flat_map(|p| p.rows.iter().map(move |r| (p, r)))
+            .filter(|(_, r)| self.cfg.shows(r.socket.proto, r.socket.state))
+            .map(|(p, r)| self.cells(p, r))
+            .collect();
         let mut widths: Vec<usize> = columns.iter().map(|c| c.title.len()).collect();
         for row in &cells {
             for (w, (text, _)) in widths.iter_mut().zip(row) {
@@ -116,22 +131,28 @@ impl Table<'_> {
         out.write_all(b"\n")
     }
 
-    fn cells(&self, row: &Row) -> Vec<(String, Style)> {
+    fn cells(&self, part: &Part, row: &Row) -> Vec<(String, Style)> {
         let s = &row.socket;
         let plain = Style::new();
+        let range = &part.port_range;
         let proto = match (s.proto, s.family) {
             (p, Family::Inet) => p.name().to_string(),
             (p, Family::Inet6) => format!("{}6", p.name()),
         };
         let remote = match &s.remote {
-            Some(ep) => self.endpoint(ep, s.proto),
+            Some(ep) => self.endpoint(ep, s.proto, range),
             None => format!("{}:*", unspecified(s.family)),
         };
-        let mut cells = vec![
+        let mut cells = Vec::with_capacity(14);
+        if self.labelled() {
+            let label = part.netns.as_ref().map_or("-".to_string(), |n| n.label());
+            cells.push((terminal_safe(&label).into_owned(), plain));
+        }
+        cells.extend([
             (proto, plain),
             (s.recv_q.to_string(), plain),
             (s.send_q.to_string(), plain),
-            (self.endpoint(&s.local, s.proto), plain),
+            (self.endpoint(&s.local, s.proto, range), plain),
             (remote, plain),
             (
                 s.state.name(s.proto).to_string(),
@@ -143,7 +164,7 @@ impl Table<'_> {
             ),
             (ports_cell(row), plain),
             (ftp_cell(row), plain),
-        ];
+        ]);
         if self.cfg.extend {
             let user = match (self.cfg.numeric, self.names.user(s.uid)) {
                 (false, Some(name)) => terminal_safe(name).into_owned(),
@@ -162,13 +183,13 @@ impl Table<'_> {
     }
 
     /// `127.0.0.1:22`, `:::22`, `0.0.0.0:ssh`: netstat's form, unbracketed.
-    fn endpoint(&self, ep: &Endpoint, proto: Proto) -> String {
+    fn endpoint(&self, ep: &Endpoint, proto: Proto, range: &PortRange) -> String {
         let mut text = match self.host(ep.addr) {
             Some(name) => terminal_safe(name).into_owned(),
             None => ep.addr.to_string(),
         };
         text.push(':');
-        let named = !self.cfg.numeric && !self.port_range.contains(ep.port);
+        let named = !self.cfg.numeric && !range.contains(ep.port);
         match self.names.service(ep.port, proto).filter(|_| named) {
             Some(service) => text.push_str(&terminal_safe(service)),
             None => {

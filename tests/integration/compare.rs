@@ -170,7 +170,13 @@ fn procfs_source_matches_netlink() {
             })
             .collect()
     };
-    assert_eq!(strip(&netlink), strip(&procfs));
+    let (n, p) = (strip(&netlink), strip(&procfs));
+    assert!(
+        n == p,
+        "only over netlink: {:#?}\nonly in /proc: {:#?}",
+        n.difference(&p).collect::<Vec<_>>(),
+        p.difference(&n).collect::<Vec<_>>()
+    );
     assert!(sockets(&netlink).iter().all(|s| s["cookie"].is_u64()));
     assert!(sockets(&procfs).iter().all(|s| s["cookie"].is_null()));
 }

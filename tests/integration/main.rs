@@ -10,5 +10,6 @@ mod ftp;
 mod harness;
 mod labels;
 mod manual;
+mod netns;
 mod privileges;
 mod twohosts;
