@@ -80,11 +80,14 @@ impl<'a> FlowIndex<'a> {
         })
     }
 
-    /// A pending expectation whose destination is `port` on `addr`.
+    /// A pending TCP expectation of the ftp helper whose destination is
+    /// `port` on `addr`.
     pub fn expectation_for(&self, addr: IpAddr, port: u16) -> Option<&'a Expectation> {
-        self.ct?
-            .expectations
-            .iter()
-            .find(|e| e.tuple.dst.port == port && canonical(e.tuple.dst.addr) == canonical(addr))
+        self.ct?.expectations.iter().find(|e| {
+            e.tuple.proto == 6
+                && e.helper.as_deref().is_none_or(|h| h == "ftp")
+                && e.tuple.dst.port == port
+                && canonical(e.tuple.dst.addr) == canonical(addr)
+        })
     }
 }

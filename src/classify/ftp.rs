@@ -19,7 +19,7 @@ use super::direction::{Confidence, Direction, Evidence, Verdict};
 use super::flows::{FlowIndex, FlowMatch};
 use super::ports::{PortClass, has_connect_parity};
 use crate::model::{
-    Conntrack, ConntrackSource, Endpoint, Family, PortRange, Proto, Socket, State, Tuple, canonical,
+    ConntrackSource, Endpoint, Family, PortRange, Proto, Socket, State, Tuple, canonical,
 };
 
 /// Control ports known without being told: FTP and implicit FTPS.
@@ -100,8 +100,39 @@ pub enum FtpEvidence {
     RemoteBindParity,
     /// Over IPv6: EPSV or EPRT (PASV and PORT cannot carry IPv6).
     Ipv6,
-    /// Several sessions could own it; the most recent control connection was taken.
+    /// Several sessions could own it; the most likely was taken.
     SeveralSessions,
+    /// The ftp helper watches the control connection but did not expect
+    /// this flow (FTPS, or a NAT'd 227/PORT address, or not FTP at all).
+    NotExpected,
+}
+
+impl FtpEvidence {
+    /// The name scripts see (the JSON form).
+    pub fn name(self) -> &'static str {
+        match self {
+            FtpEvidence::ControlPort => "control-port",
+            FtpEvidence::FtpDaemon => "ftp-daemon",
+            FtpEvidence::ConntrackHelper => "conntrack-helper",
+            FtpEvidence::ConntrackMaster => "conntrack-master",
+            FtpEvidence::ConntrackExpected => "conntrack-expected",
+            FtpEvidence::ConntrackExpectation => "conntrack-expectation",
+            FtpEvidence::ConntrackOrigin => "conntrack-origin",
+            FtpEvidence::Port20 => "port-20",
+            FtpEvidence::SameProcess => "same-process",
+            FtpEvidence::DataListener => "data-listener",
+            FtpEvidence::PendingListener => "pending-listener",
+            FtpEvidence::PeerListener => "peer-listener",
+            FtpEvidence::Handshake => "handshake",
+            FtpEvidence::ConnectParity => "connect-parity",
+            FtpEvidence::BindParity => "bind-parity",
+            FtpEvidence::RemoteConnectParity => "remote-connect-parity",
+            FtpEvidence::RemoteBindParity => "remote-bind-parity",
+            FtpEvidence::Ipv6 => "ipv6",
+            FtpEvidence::SeveralSessions => "several-sessions",
+            FtpEvidence::NotExpected => "not-expected",
+        }
+    }
 }
 
 /// What sockwho says about a socket's part in an FTP session.
@@ -148,26 +179,28 @@ pub struct Ftp {
 }
 
 /// Inputs besides the sockets.
-#[derive(Debug, Clone, Copy)]
+/// Inputs besides the sockets.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub range: &'a PortRange,
-    pub conntrack: Option<&'a Conntrack>,
+    /// conntrack's flows, indexed by socket ends (empty where unreadable).
+    pub flows: &'a FlowIndex<'a>,
     /// `--ftp-port` values, beside 21 and 990.
     pub extra_ports: &'a [u16],
 }
 
 /// Finds the FTP sessions among `sockets` (with their `labels`, same order).
 pub fn analyse(sockets: &[Socket], labels: &[Labels], cx: Context<'_>) -> Ftp {
+    let ct = cx.flows;
     let mut ftp = Ftp {
         labels: vec![None; sockets.len()],
         sessions: Vec::new(),
     };
-    let ct = FlowIndex::new(cx.conntrack);
-    let ports = control_ports(sockets, cx.extra_ports);
+    let ports = control_ports(sockets, cx.extra_ports, cx.range);
     let mut controls: Vec<Control> = Vec::new();
     let mut by_key: HashMap<(Endpoint, Endpoint), usize> = HashMap::new();
     for (i, s) in sockets.iter().enumerate() {
-        let Some((side, evidence)) = control_side(s, &labels[i], &ports) else {
+        let Some((side, mut evidence)) = control_side(s, &labels[i], &ports) else {
             continue;
         };
         let (local, remote) = canonical_ends(s);
@@ -183,10 +216,9 @@ pub fn analyse(sockets: &[Socket], labels: &[Labels], cx: Context<'_>) -> Ftp {
                 client,
                 server,
                 members: Vec::new(),
-                helper: helper_state(&ct, s),
+                helper: helper_state(ct, s),
             });
         }
-        let mut evidence = evidence;
         if ftp.sessions[session].helper == Helper::Assigned {
             evidence.push(FtpEvidence::ConntrackHelper);
         }
@@ -199,12 +231,19 @@ pub fn analyse(sockets: &[Socket], labels: &[Labels], cx: Context<'_>) -> Ftp {
             confidence: Confidence::High,
             evidence,
         });
-        controls.push(Control {
-            index: i,
-            session,
-            side,
-            orig: ct.flow_of(s).map(|f| f.orig),
-        });
+        // A closing control connection keeps its label, but no longer owns
+        // new data connections: it must not compete with the live one.
+        if matches!(
+            s.state,
+            State::Established | State::SynSent | State::SynRecv
+        ) {
+            controls.push(Control {
+                index: i,
+                session,
+                side,
+                orig: ct.flow_of(s).map(|f| f.orig),
+            });
+        }
     }
     if controls.is_empty() {
         return ftp;
@@ -217,17 +256,19 @@ pub fn analyse(sockets: &[Socket], labels: &[Labels], cx: Context<'_>) -> Ftp {
             if ftp.labels[i].is_some() || !wanted {
                 continue;
             }
+            let found = Found {
+                sockets,
+                labels,
+                ftp: &ftp.labels,
+                controls: &controls,
+                sessions: &ftp.sessions,
+                ct,
+                range: cx.range,
+            };
             let label = if listen {
-                pending(i, sockets, &controls, &ftp.sessions, &ct, &ports)
+                found.pending(i, &ports)
             } else {
-                let found = Found {
-                    sockets,
-                    labels,
-                    ftp: &ftp.labels,
-                    controls: &controls,
-                    sessions: &ftp.sessions,
-                };
-                data(i, &found, &ct, cx.range)
+                found.data(i)
             };
             if let Some(label) = label {
                 ftp.sessions[label.session as usize - 1].members.push(i);
@@ -241,28 +282,7 @@ pub fn analyse(sockets: &[Socket], labels: &[Labels], cx: Context<'_>) -> Ftp {
     ftp
 }
 
-/// What is known when data connections are sought.
-struct Found<'a> {
-    sockets: &'a [Socket],
-    labels: &'a [Labels],
-    ftp: &'a [Option<FtpLabel>],
-    controls: &'a [Control],
-    sessions: &'a [Session],
-}
-
-impl Found<'_> {
-    /// Whether a pending listener of `session` on `side` takes connections on `ep`.
-    fn pending_listener_on(&self, session: usize, side: Side, ep: &Endpoint) -> bool {
-        self.sockets.iter().zip(self.ftp).any(|(l, f)| {
-            f.as_ref().is_some_and(|f| {
-                f.role == Role::Pending && f.session as usize == session + 1 && f.side == side
-            }) && l.local.port == ep.port
-                && (l.local.addr.is_unspecified() || canonical(l.local.addr) == canonical(ep.addr))
-        })
-    }
-}
-
-/// A control connection found on this host.
+/// A live control connection found on this host.
 struct Control {
     index: usize,
     session: usize,
@@ -283,7 +303,12 @@ impl ControlPorts {
     }
 }
 
-fn control_ports(sockets: &[Socket], extra: &[u16]) -> ControlPorts {
+/// 21, 990, `--ftp-port`, and the service ports of FTP daemons: a daemon's
+/// listener on a privileged port, or on a port outside the ephemeral range
+/// with more than a single-connection backlog. vsftpd's session processes
+/// are named vsftpd too, and their passive listeners (backlog 1, often in
+/// the ephemeral range) are data channels, not control ports.
+fn control_ports(sockets: &[Socket], extra: &[u16], range: &PortRange) -> ControlPorts {
     let mut ports = DEFAULT_CONTROL_PORTS.to_vec();
     ports.extend_from_slice(extra);
     let daemon = sockets
@@ -293,6 +318,10 @@ fn control_ports(sockets: &[Socket], extra: &[u16]) -> ControlPorts {
             s.processes
                 .iter()
                 .any(|p| DAEMONS.contains(&p.name.as_str()))
+        })
+        .filter(|s| {
+            let port = s.local.port;
+            port < 1024 || (!range.contains(port) && s.backlog.is_none_or(|b| b > 1))
         })
         .map(|s| s.local.port)
         .collect();
@@ -330,170 +359,279 @@ fn canonical_ends(s: &Socket) -> (Endpoint, Endpoint) {
     (local, remote)
 }
 
-/// The side this host is on for a connection from `local` to `remote`
-/// within `session`, by address; either side where client and server are
-/// the same host.
-fn sides_by_hosts(session: &Session, local: IpAddr, remote: IpAddr) -> Vec<Side> {
-    let mut sides = Vec::new();
-    if local == session.server.addr && remote == session.client.addr {
-        sides.push(Side::Server);
-    }
-    if local == session.client.addr && remote == session.server.addr {
-        sides.push(Side::Client);
-    }
-    sides
-}
-
 fn share_owner(a: &Socket, b: &Socket) -> bool {
     a.processes
         .iter()
         .any(|p| b.processes.iter().any(|q| q.pid == p.pid))
 }
 
+/// A control connection that may own a socket, and what ties them.
 struct Candidate {
     control: usize,
-    side: Side,
     /// conntrack tied it to this very control connection.
     exact: bool,
+    /// Accepted from a single-use pending listener of the session.
+    listener: bool,
+    same_process: bool,
     evidence: Vec<FtpEvidence>,
 }
 
-/// Picks the session among `candidates`: an exact one, the only one, or the
-/// one whose control socket was made last before `inode` (sockets get
-/// increasing inode numbers), with the ambiguity said.
-fn choose(
-    mut candidates: Vec<Candidate>,
-    controls: &[Control],
-    sockets: &[Socket],
-    inode: u64,
-) -> Option<(Candidate, bool)> {
-    if let Some(pos) = candidates.iter().position(|c| c.exact) {
-        return Some((candidates.swap_remove(pos), false));
+impl Candidate {
+    /// Evidence that ties the socket to this session, not just to these
+    /// two hosts or this process.
+    fn tied(&self) -> bool {
+        self.exact
+            || self.listener
+            || self.evidence.iter().any(|e| {
+                matches!(
+                    e,
+                    FtpEvidence::ConntrackExpected
+                        | FtpEvidence::ConntrackExpectation
+                        | FtpEvidence::Port20
+                )
+            })
     }
-    let sessions = |cs: &[Candidate]| {
-        let mut s: Vec<usize> = cs.iter().map(|c| controls[c.control].session).collect();
-        s.sort_unstable();
-        s.dedup();
-        s.len()
-    };
-    let several = sessions(&candidates) > 1;
-    candidates.sort_by_key(|c| {
-        let ctl = sockets[controls[c.control].index].inode;
-        // newest control made before the socket first; then the rest
-        (ctl > inode && inode != 0, std::cmp::Reverse(ctl))
-    });
-    candidates.into_iter().next().map(|c| (c, several))
 }
 
-fn data(i: usize, found: &Found<'_>, ct: &FlowIndex, range: &PortRange) -> Option<FtpLabel> {
-    let Found {
-        sockets,
-        labels,
-        controls,
-        sessions,
-        ..
-    } = *found;
-    let s = &sockets[i];
-    let (local, remote) = canonical_ends(s);
-    let flow = ct.flow_of(s);
-    let mut candidates = Vec::new();
-    for (c, control) in controls.iter().enumerate() {
-        let session = &sessions[control.session];
-        if !sides_by_hosts(session, local.addr, remote.addr).contains(&control.side) {
-            continue;
+/// What is known when data connections and pending listeners are sought.
+struct Found<'a> {
+    sockets: &'a [Socket],
+    labels: &'a [Labels],
+    ftp: &'a [Option<FtpLabel>],
+    controls: &'a [Control],
+    sessions: &'a [Session],
+    ct: &'a FlowIndex<'a>,
+    range: &'a PortRange,
+}
+
+impl Found<'_> {
+    /// Whether `control`'s end of its session is on `local`'s host, facing
+    /// `remote`'s: the server end for a connection from the server's address
+    /// to the client's, the client end the other way round. Both, where
+    /// client and server are one host (loopback).
+    fn faces(&self, control: &Control, local: IpAddr, remote: IpAddr) -> bool {
+        let s = &self.sessions[control.session];
+        match control.side {
+            Side::Server => local == s.server.addr && remote == s.client.addr,
+            Side::Client => local == s.client.addr && remote == s.server.addr,
         }
-        let (client_port, server_port) = match control.side {
-            Side::Server => (remote.port, local.port),
-            Side::Client => (local.port, remote.port),
-        };
-        // Data connections go from an unprivileged client port to port 20
-        // or an unprivileged server port: this keeps ssh, http and the like
-        // between the same hosts, even from the same process, out.
-        if client_port < 1024
-            || (server_port < 1024 && server_port != 20)
-            || server_port == session.server.port
-        {
-            continue;
-        }
-        // The ftp helper expects every data connection of its control
-        // connection: a tracked flow it did not expect is something else.
-        if session.helper == Helper::Assigned && flow.is_some_and(|f| !f.expected) {
-            continue;
-        }
-        let mut evidence = Vec::new();
-        let mut exact = false;
-        if let Some(f) = flow.filter(|f| f.expected) {
-            match (f.master, control.orig) {
-                (Some(m), Some(o)) if same_tuple(&m, &o) => {
-                    exact = true;
-                    evidence.push(FtpEvidence::ConntrackMaster);
+    }
+
+    /// The single-use pending listener of `session` on `side` that takes
+    /// connections on `ep`, if any: it ties what it accepted to the session.
+    fn pending_listener_on(&self, session: usize, side: Side, ep: &Endpoint) -> Option<bool> {
+        self.sockets.iter().zip(self.ftp).find_map(|(l, f)| {
+            let f = f.as_ref()?;
+            let ours =
+                f.role == Role::Pending && f.session as usize == session + 1 && f.side == side;
+            let takes = l.local.port == ep.port
+                && (l.local.addr.is_unspecified() || canonical(l.local.addr) == canonical(ep.addr));
+            // tied when conntrack expected the listener, or it takes one
+            // connection only (vsftpd, curl); a service's listener shared
+            // by the process (HTTP in the same JVM) is not
+            (ours && takes)
+                .then(|| f.confidence == Confidence::High || l.backlog.is_some_and(|b| b <= 1))
+        })
+    }
+
+    /// The most likely owner among `candidates`: session-specific evidence
+    /// first (conntrack's master, the session's own listener, the same
+    /// process), host-level evidence (port 20, an expectation without
+    /// master) after, and the most recent control connection last. Sockets
+    /// get increasing inode numbers, but in per-CPU batches, so that order
+    /// only breaks ties. Returns whether several sessions were in the running.
+    fn choose(&self, mut candidates: Vec<Candidate>, inode: u64) -> Option<(Candidate, bool)> {
+        let strength = |c: &Candidate| (c.exact, c.listener, c.same_process, c.tied());
+        candidates.sort_by_key(|c| {
+            let ctl = self.sockets[self.controls[c.control].index].inode;
+            std::cmp::Reverse((strength(c), ctl <= inode || inode == 0, ctl))
+        });
+        let best = candidates.first()?;
+        let session = self.controls[best.control].session;
+        // ambiguous only where another session's evidence is as strong
+        let several = candidates
+            .iter()
+            .any(|c| self.controls[c.control].session != session && strength(c) == strength(best));
+        candidates.into_iter().next().map(|c| (c, several))
+    }
+
+    fn data(&self, i: usize) -> Option<FtpLabel> {
+        let s = &self.sockets[i];
+        let (local, remote) = canonical_ends(s);
+        let flow = self.ct.flow_of(s);
+        let mut candidates = Vec::new();
+        for (c, control) in self.controls.iter().enumerate() {
+            if !self.faces(control, local.addr, remote.addr) {
+                continue;
+            }
+            let session = &self.sessions[control.session];
+            let (client_port, server_port) = match control.side {
+                Side::Server => (remote.port, local.port),
+                Side::Client => (local.port, remote.port),
+            };
+            // Data connections go from an unprivileged client port to port
+            // 20 or an unprivileged server port: ssh, http and the like
+            // between the same hosts, even from the same process, stay out.
+            if client_port < 1024
+                || (server_port < 1024 && server_port != 20)
+                || server_port == session.server.port
+            {
+                continue;
+            }
+            let mut evidence = Vec::new();
+            let mut exact = false;
+            match flow {
+                Some(f) if f.expected => match (f.master, control.orig) {
+                    (Some(m), Some(o)) if same_tuple(&m, &o) => {
+                        exact = true;
+                        evidence.push(FtpEvidence::ConntrackMaster);
+                    }
+                    (Some(_), Some(_)) => continue, // expected by another control connection
+                    _ => evidence.push(FtpEvidence::ConntrackExpected),
+                },
+                Some(_) if session.helper == Helper::Assigned => {
+                    evidence.push(FtpEvidence::NotExpected)
                 }
-                (Some(_), Some(_)) => continue, // expected by another control connection
-                _ => evidence.push(FtpEvidence::ConntrackExpected),
+                _ => {}
+            }
+            let port20 = server_port == 20;
+            if port20 {
+                evidence.push(FtpEvidence::Port20);
+            }
+            let same_process = share_owner(s, &self.sockets[control.index]);
+            if same_process {
+                evidence.push(FtpEvidence::SameProcess);
+            }
+            let listener = self.pending_listener_on(control.session, control.side, &s.local);
+            if listener.is_some() {
+                evidence.push(FtpEvidence::PendingListener);
+            }
+            let tying = exact
+                || port20
+                || same_process
+                || listener.is_some()
+                || evidence.contains(&FtpEvidence::ConntrackExpected);
+            if tying {
+                candidates.push(Candidate {
+                    control: c,
+                    exact,
+                    listener: listener == Some(true),
+                    same_process,
+                    evidence,
+                });
             }
         }
-        let port20 = match control.side {
-            Side::Server => s.local.port == 20,
-            Side::Client => remote.port == 20,
+        let (chosen, several) = self.choose(candidates, s.inode)?;
+        let side = self.controls[chosen.control].side;
+        // The same owner alone is a heuristic: a process that also talks to
+        // the same peer on other unprivileged ports (an application server
+        // with FTP and HTTP in one JVM) looks the same.
+        let mut confidence = match (several, chosen.tied()) {
+            (true, _) => Confidence::Low,
+            (false, true) => Confidence::High,
+            (false, false) => Confidence::Medium,
         };
-        if port20 {
-            evidence.push(FtpEvidence::Port20);
+        let mut evidence = chosen.evidence;
+        if evidence.contains(&FtpEvidence::NotExpected) {
+            confidence = Confidence::Low;
         }
-        if share_owner(s, &sockets[control.index]) {
-            evidence.push(FtpEvidence::SameProcess);
+        if several {
+            evidence.push(FtpEvidence::SeveralSessions);
         }
-        if found.pending_listener_on(control.session, control.side, &s.local) {
-            evidence.push(FtpEvidence::PendingListener);
+        let port20 = evidence.contains(&FtpEvidence::Port20);
+        let (mode, mode_evidence, mode_confidence) =
+            data_mode(s, &self.labels[i].direction, side, flow, port20, self.range);
+        evidence.extend(mode_evidence);
+        if let Some(c) = mode_confidence {
+            confidence = confidence.min(c);
         }
-        if !evidence.is_empty() {
-            candidates.push(Candidate {
-                control: c,
-                side: control.side,
-                exact,
-                evidence,
-            });
+        if s.family == Family::Inet6 && !matches!(canonical(s.local.addr), IpAddr::V4(_)) {
+            evidence.push(FtpEvidence::Ipv6);
         }
+        Some(FtpLabel {
+            session: self.controls[chosen.control].session as u32 + 1,
+            role: Role::Data,
+            side,
+            mode,
+            confidence,
+            evidence,
+        })
     }
-    let (chosen, several) = choose(candidates, controls, sockets, s.inode)?;
-    let mut evidence = chosen.evidence;
-    // The same owner alone is a heuristic: a process that also talks to
-    // the same peer on other unprivileged ports (an application server with
-    // FTP and HTTP in one JVM) looks the same. Only conntrack, port 20 or a
-    // session's own listener make the tie certain.
-    let tied = evidence.iter().any(|e| *e != FtpEvidence::SameProcess);
-    let mut confidence = match (several, tied) {
-        (true, _) => Confidence::Low,
-        (false, true) => Confidence::High,
-        (false, false) => Confidence::Medium,
-    };
-    if several {
-        evidence.push(FtpEvidence::SeveralSessions);
+
+    fn pending(&self, i: usize, ports: &ControlPorts) -> Option<FtpLabel> {
+        let l = &self.sockets[i];
+        // passive ports and the ports of PORT/EPRT are unprivileged
+        if ports.contains(l.local.port) || l.local.port < 1024 {
+            return None;
+        }
+        let addr = canonical(l.local.addr);
+        let mut candidates = Vec::new();
+        for (c, control) in self.controls.iter().enumerate() {
+            let session = &self.sessions[control.session];
+            let here = match control.side {
+                Side::Server => session.server.addr,
+                Side::Client => session.client.addr,
+            };
+            // the listener must take connections on this session's address
+            if !(l.local.addr.is_unspecified() || addr == here) {
+                continue;
+            }
+            let mut evidence = Vec::new();
+            let mut exact = false;
+            if let Some(e) = self.ct.expectation_for(here, l.local.port) {
+                match (e.master, control.orig) {
+                    (Some(m), Some(o)) if same_tuple(&m, &o) => exact = true,
+                    (Some(_), Some(_)) => continue,
+                    _ => {}
+                }
+                evidence.push(FtpEvidence::ConntrackExpectation);
+            }
+            let same_process = share_owner(l, &self.sockets[control.index]);
+            if same_process {
+                evidence.push(FtpEvidence::SameProcess);
+            }
+            if !evidence.is_empty() {
+                candidates.push(Candidate {
+                    control: c,
+                    exact,
+                    listener: false,
+                    same_process,
+                    evidence,
+                });
+            }
+        }
+        let (chosen, several) = self.choose(candidates, l.inode)?;
+        let side = self.controls[chosen.control].side;
+        let confidence = match (several, chosen.tied()) {
+            (true, _) => Confidence::Low,
+            (false, true) => Confidence::High,
+            (false, false) => Confidence::Medium,
+        };
+        let mut evidence = chosen.evidence;
+        if several {
+            evidence.push(FtpEvidence::SeveralSessions);
+        }
+        Some(FtpLabel {
+            session: self.controls[chosen.control].session as u32 + 1,
+            role: Role::Pending,
+            side,
+            // the server waits in passive mode, the client in active mode
+            mode: Some(match side {
+                Side::Server => Mode::Passive,
+                Side::Client => Mode::Active,
+            }),
+            confidence,
+            evidence,
+        })
     }
-    let (mode, mode_evidence, mode_confidence) =
-        data_mode(s, &labels[i].direction, chosen.side, flow, range);
-    evidence.extend(mode_evidence);
-    if let Some(c) = mode_confidence {
-        confidence = confidence.min(c);
-    }
-    if s.family == Family::Inet6 && !matches!(canonical(s.local.addr), IpAddr::V4(_)) {
-        evidence.push(FtpEvidence::Ipv6);
-    }
-    Some(FtpLabel {
-        session: controls[chosen.control].session as u32 + 1,
-        role: Role::Data,
-        side: chosen.side,
-        mode,
-        confidence,
-        evidence,
-    })
 }
 
-/// The mode of a data connection on `side`, from who opened it.
 fn data_mode(
     s: &Socket,
     direction: &Verdict,
     side: Side,
     flow: Option<FlowMatch>,
+    port20: bool,
     range: &PortRange,
 ) -> (Option<Mode>, Vec<FtpEvidence>, Option<Confidence>) {
     // Who opened it, as the mode follows: the client opens passive
@@ -510,7 +648,7 @@ fn data_mode(
         );
     }
     let remote_port = s.remote.map_or(0, |r| r.port);
-    if (side == Side::Server && s.local.port == 20) || (side == Side::Client && remote_port == 20) {
+    if port20 {
         return (Some(Mode::Active), Vec::new(), Some(Confidence::High));
     }
     if direction.confidence == Some(Confidence::High) {
@@ -518,7 +656,6 @@ fn data_mode(
             Evidence::Listener => Some(FtpEvidence::DataListener),
             Evidence::PeerListener => Some(FtpEvidence::PeerListener),
             Evidence::SynSent | Evidence::SynRecv => Some(FtpEvidence::Handshake),
-            Evidence::Conntrack => Some(FtpEvidence::ConntrackOrigin),
             _ => None,
         });
         let opened_here = match direction.direction {
@@ -598,80 +735,6 @@ fn data_mode(
         ),
         _ => (None, Vec::new(), None),
     }
-}
-
-fn pending(
-    i: usize,
-    sockets: &[Socket],
-    controls: &[Control],
-    sessions: &[Session],
-    ct: &FlowIndex,
-    ports: &ControlPorts,
-) -> Option<FtpLabel> {
-    let l = &sockets[i];
-    // passive ports and the ports of PORT/EPRT are unprivileged
-    if ports.contains(l.local.port) || l.local.port < 1024 {
-        return None;
-    }
-    let addr = canonical(l.local.addr);
-    let mut candidates = Vec::new();
-    for (c, control) in controls.iter().enumerate() {
-        let ctl = &sockets[control.index];
-        let session = &sessions[control.session];
-        let here = match control.side {
-            Side::Server => session.server.addr,
-            Side::Client => session.client.addr,
-        };
-        // the listener must take connections on this session's address
-        if !(l.local.addr.is_unspecified() || addr == here) {
-            continue;
-        }
-        let mut evidence = Vec::new();
-        let mut exact = false;
-        if let Some(e) = ct.expectation_for(here, l.local.port) {
-            match (e.master, control.orig) {
-                (Some(m), Some(o)) if same_tuple(&m, &o) => exact = true,
-                (Some(_), Some(_)) => continue,
-                _ => {}
-            }
-            evidence.push(FtpEvidence::ConntrackExpectation);
-        }
-        if share_owner(l, ctl) {
-            evidence.push(FtpEvidence::SameProcess);
-        }
-        if !evidence.is_empty() {
-            candidates.push(Candidate {
-                control: c,
-                side: control.side,
-                exact,
-                evidence,
-            });
-        }
-    }
-    let (chosen, several) = choose(candidates, controls, sockets, l.inode)?;
-    let mut evidence = chosen.evidence;
-    let exact = evidence.contains(&FtpEvidence::ConntrackExpectation);
-    let mut confidence = if exact {
-        Confidence::High
-    } else {
-        Confidence::Medium
-    };
-    if several {
-        evidence.push(FtpEvidence::SeveralSessions);
-        confidence = Confidence::Low;
-    }
-    Some(FtpLabel {
-        session: controls[chosen.control].session as u32 + 1,
-        role: Role::Pending,
-        side: chosen.side,
-        // the server waits in passive mode, the client in active mode
-        mode: Some(match chosen.side {
-            Side::Server => Mode::Passive,
-            Side::Client => Mode::Active,
-        }),
-        confidence,
-        evidence,
-    })
 }
 
 fn helper_state(ct: &FlowIndex, control: &Socket) -> Helper {

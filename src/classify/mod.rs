@@ -53,7 +53,7 @@ pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
         &labels,
         ftp::Context {
             range: &snapshot.port_range,
-            conntrack: cx.conntrack,
+            flows: &flows,
             extra_ports: cx.ftp_ports,
         },
     );

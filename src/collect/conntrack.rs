@@ -270,7 +270,7 @@ fn decode_dump<T>(
                 let Some(&[a, b, c, d]) = payload.get(..4) else {
                     return Err(CtDecodeError::Truncated("error"));
                 };
-                let errno = -i32::from_ne_bytes([a, b, c, d]);
+                let errno = i32::from_ne_bytes([a, b, c, d]).wrapping_neg();
                 if errno != 0 {
                     return Err(CtDecodeError::Kernel { errno });
                 }

@@ -196,16 +196,7 @@ impl View<'_> {
                 .iter()
                 .map(|p| format!("{}/{}", p.pid, terminal_safe(&p.name)))
                 .collect();
-            let evidence: Vec<String> = f
-                .evidence
-                .iter()
-                .map(|e| {
-                    serde_json::to_value(e)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
-                .collect();
+            let evidence: Vec<String> = f.evidence.iter().map(|e| e.name().to_string()).collect();
             let role = match f.role {
                 Role::Control => "control",
                 Role::Data => "data",
@@ -250,12 +241,14 @@ impl View<'_> {
                 writeln!(out, "  - {line}")?;
             }
         }
-        for side in [Side::Server, Side::Client] {
-            if let Some(advice) = firewall(side, &members, session, sides.contains(&side)) {
-                writeln!(out, "  {advice}")?;
-            }
+        for line in firewall(&members, session, &sides) {
+            writeln!(out, "  {line}")?;
         }
-        writeln!(out, "  {}", helper_words(session.helper))
+        writeln!(
+            out,
+            "  {}",
+            helper_words(session.helper, session.server.port)
+        )
     }
 }
 
@@ -304,86 +297,95 @@ fn explain(r: &Row, range: &PortRange) -> Option<String> {
     }
 }
 
-/// What a stateful firewall on `side` must let through for this session.
-fn firewall(side: Side, members: &[&Row], session: &Session, here: bool) -> Option<String> {
-    let data_ports = |want: Side| -> Vec<String> {
+/// What a stateful firewall on each side must let through for this
+/// session, for each mode its data channels use.
+fn firewall(members: &[&Row], session: &Session, here: &[Side]) -> Vec<String> {
+    // the port each data channel is opened to: the server's in passive mode,
+    // the client's in active mode
+    let target = |r: &Row| -> Option<(Mode, u16)> {
+        let f = r.labels.ftp.as_ref().filter(|f| f.role != Role::Control)?;
+        let mode = f.mode?;
+        let wanted = match mode {
+            Mode::Passive => Side::Server,
+            Mode::Active => Side::Client,
+        };
+        let port = if f.side == wanted {
+            r.socket.local.port
+        } else {
+            r.socket.remote?.port
+        };
+        Some((mode, port))
+    };
+    let ports = |mode: Mode| -> Option<String> {
         let mut ports: Vec<u16> = members
             .iter()
-            .filter_map(|r| {
-                let f = r.labels.ftp.as_ref()?;
-                if f.role == Role::Control {
-                    return None;
-                }
-                // the port the opener connects to: the server's in passive
-                // mode, the client's in active mode
-                let (local, remote) = (r.socket.local.port, r.socket.remote.map(|e| e.port));
-                match (f.side == want, f.role) {
-                    (true, _) => Some(local),
-                    (false, Role::Data) => remote,
-                    (false, _) => None,
-                }
-            })
+            .filter_map(|r| target(r))
+            .filter(|t| t.0 == mode)
+            .map(|t| t.1)
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        ports.iter().map(u16::to_string).collect()
+        (!ports.is_empty()).then(|| {
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     };
-    let mode = members.iter().find_map(|r| {
-        r.labels
-            .ftp
-            .as_ref()
-            .filter(|f| f.role != Role::Control)
-            .and_then(|f| f.mode)
-    });
-    let ctl = session.server.port;
-    let who = if here { "this host" } else { "the peer" };
-    let text = match (side, mode) {
-        (Side::Server, Some(Mode::Passive)) => format!(
-            "Firewall at the server ({who}): allow new inbound TCP to port {ctl} and to the passive data ports (seen: {}).",
-            data_ports(Side::Server).join(", ")
-        ),
-        (Side::Client, Some(Mode::Passive)) => format!(
-            "Firewall at the client ({who}): allow new outbound TCP to port {ctl} and to the server's passive ports (seen: {}).",
-            data_ports(Side::Server).join(", ")
-        ),
-        (Side::Server, Some(Mode::Active)) => format!(
-            "Firewall at the server ({who}): allow new outbound TCP to the client's data ports (seen: {}).",
-            data_ports(Side::Client).join(", ")
-        ),
-        (Side::Client, Some(Mode::Active)) => format!(
-            "Firewall at the client ({who}): allow new INBOUND TCP from the server to its data ports (seen: {}): \
-             what NAT and default-deny firewalls block unless the ftp helper makes them related.",
-            data_ports(Side::Client).join(", ")
-        ),
-        (_, None) => {
-            if !here {
-                return None;
-            }
-            format!(
-                "Firewall at the {} ({who}): port {ctl} for control; the data ports depend on the mode, not seen yet.",
-                side_words(side)
-            )
+    let who = |side: Side| {
+        if here.contains(&side) {
+            "this host"
+        } else {
+            "the peer"
         }
     };
-    Some(text)
+    let ctl = session.server.port;
+    let mut lines = vec![format!(
+        "Firewall at the server ({}): allow new inbound TCP to port {ctl}; at the client ({}): new outbound TCP to port {ctl}.",
+        who(Side::Server),
+        who(Side::Client)
+    )];
+    if let Some(p) = ports(Mode::Passive) {
+        lines.push(format!(
+            "Passive data: the server ({}) must accept new inbound TCP on its passive ports (seen: {p}), \
+             the client ({}) open new outbound TCP to them.",
+            who(Side::Server),
+            who(Side::Client)
+        ));
+    }
+    if let Some(p) = ports(Mode::Active) {
+        lines.push(format!(
+            "Active data: the client ({}) must accept new INBOUND TCP from the server on its data ports (seen: {p}), \
+             which NAT and default-deny firewalls block unless conntrack's ftp helper makes them related; \
+             the server ({}) opens new outbound TCP to them.",
+            who(Side::Client),
+            who(Side::Server)
+        ));
+    }
+    if ports(Mode::Passive).is_none() && ports(Mode::Active).is_none() {
+        lines.push(
+            "Data ports depend on the mode, not seen yet (no data connection open).".to_string(),
+        );
+    }
+    lines
 }
 
-fn helper_words(helper: Helper) -> &'static str {
+fn helper_words(helper: Helper, port: u16) -> String {
     match helper {
-        Helper::Assigned => {
-            "conntrack's ftp helper is assigned to this control connection: the data connections it announces are RELATED (accept `ct state related`)."
+        Helper::Assigned => "conntrack's ftp helper is assigned to this control connection: the data connections it reads \
+             from PORT/EPRT/227/229 are RELATED (accept `ct state related`); not so under TLS (AUTH TLS, port 990) \
+             or when a NAT'd 227 names another address."
+            .to_string(),
+        Helper::NotAssigned if port == 990 => {
+            "conntrack tracks this control connection; implicit FTPS is encrypted, so no ftp helper can read it: open the data ports explicitly.".to_string()
         }
-        Helper::NotAssigned => {
-            "conntrack tracks this control connection but no ftp helper is assigned (not automatic since Linux 4.7): a stateful firewall sees its data connections as NEW. nft: `tcp dport 21 ct helper set \"ftp-std\"`."
-        }
-        Helper::NotTracked => {
-            "conntrack does not track this connection here (no rule in this namespace uses it)."
-        }
-        Helper::Unknown => {
-            "conntrack read from /proc does not show whether the ftp helper is assigned."
-        }
-        Helper::Unreadable => {
-            "conntrack could not be read as this user: whether the ftp helper is assigned is unknown."
-        }
+        Helper::NotAssigned => format!(
+            "conntrack tracks this control connection but no ftp helper is assigned (not automatic since Linux 4.7): \
+             a stateful firewall sees its data connections as NEW. nft: `tcp dport {port} ct helper set \"ftp-std\"`."
+        ),
+        Helper::NotTracked => "conntrack does not track this connection here (no rule in this namespace uses it).".to_string(),
+        Helper::Unknown => "conntrack read from /proc does not show whether the ftp helper is assigned.".to_string(),
+        Helper::Unreadable => "conntrack could not be read: whether the ftp helper is assigned is unknown.".to_string(),
     }
 }

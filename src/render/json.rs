@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::Part;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, Evidence};
-use crate::classify::ftp::{FtpEvidence, Mode, Role, Side};
+use crate::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
 use crate::classify::ports::PortClass;
 use crate::config::Config;
 use crate::model::{NetnsId, Source};
@@ -27,6 +27,27 @@ struct Document<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     namespaces: Option<Vec<JsonNetns<'a>>>,
     sockets: Vec<JsonSocket<'a>>,
+    /// Every FTP session, whatever the filters show of its sockets.
+    ftp_sessions: Vec<JsonSession<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonSession<'a> {
+    session: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<JsonNetnsId<'a>>,
+    client: JsonHost,
+    server: JsonHost,
+    /// Which side(s) of the session this host is on.
+    here: Vec<Side>,
+    /// `assigned`, `not-assigned`, `not-tracked`, `unknown`, `unreadable`.
+    helper: Helper,
+}
+
+#[derive(Serialize)]
+struct JsonHost {
+    addr: IpAddr,
+    port: u16,
 }
 
 #[derive(Serialize)]
@@ -199,6 +220,35 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
                 let mut s = socket(r, cfg.program);
                 s.netns = p.netns.as_ref().filter(|_| labelled).map(JsonNetnsId::from);
                 s
+            })
+            .collect(),
+        ftp_sessions: parts
+            .iter()
+            .flat_map(|p| p.sessions.iter().map(move |s| (p, s)))
+            .map(|(p, s)| {
+                let mut here: Vec<Side> = s
+                    .members
+                    .iter()
+                    .filter_map(|&i| p.rows[i].labels.ftp.as_ref())
+                    .filter(|f| f.role == Role::Control)
+                    .map(|f| f.side)
+                    .collect();
+                here.sort_by_key(|s| *s == Side::Client);
+                here.dedup();
+                JsonSession {
+                    session: s.id,
+                    netns: p.netns.as_ref().filter(|_| labelled).map(JsonNetnsId::from),
+                    client: JsonHost {
+                        addr: s.client.addr,
+                        port: s.client.port,
+                    },
+                    server: JsonHost {
+                        addr: s.server.addr,
+                        port: s.server.port,
+                    },
+                    here,
+                    helper: s.helper,
+                }
             })
             .collect(),
     };

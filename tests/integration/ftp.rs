@@ -110,6 +110,13 @@ fn passive_session_from_each_side() {
         data["local"]["class"], "ephemeral",
         "50000 is inside 32768-60999"
     );
+    // the session itself, for scripts
+    let session = &srv["ftp_sessions"][0];
+    assert_eq!(session["client"]["addr"], CLI4);
+    assert_eq!(session["server"]["port"], 21);
+    assert_eq!(session["here"], serde_json::json!(["server"]));
+    assert_eq!(session["helper"], "not-tracked");
+    assert_eq!(srv["ftp_sessions"].as_array().unwrap().len(), 1);
     // the client's view
     let ctl = ftp_of(&cli, t.control_port, 21);
     assert_ftp(ctl, 1, "control", "client", None);
@@ -149,7 +156,7 @@ fn passive_session_from_each_side() {
         "{view}"
     );
     assert!(view.contains(&format!(
-        "Firewall at the server (this host): allow new inbound TCP to port 21 and to the passive data ports (seen: {data_port})"
+        "Passive data: the server (this host) must accept new inbound TCP on its passive ports (seen: {data_port})"
     )), "{view}");
     assert!(
         view.contains("conntrack does not track this connection here"),
@@ -214,7 +221,7 @@ fn active_session_from_each_side() {
         view.contains("Session 1: this host is the client; active mode"),
         "{view}"
     );
-    assert!(view.contains(&format!("Firewall at the client (this host): allow new INBOUND TCP from the server to its data ports (seen: {client_port})")), "{view}");
+    assert!(view.contains(&format!("Active data: the client (this host) must accept new INBOUND TCP from the server on its data ports (seen: {client_port})")), "{view}");
 }
 
 const RAW_CLIENT: &str = r#"
@@ -486,6 +493,14 @@ fn conntrack_helper_ties_data_to_its_session() {
             );
             assert_eq!(d["direction_evidence"][0], "conntrack", "{d}");
         }
+        assert!(
+            doc["ftp_sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["helper"] == "assigned"),
+            "{doc:#}"
+        );
         let view = ns.sockwho_ok(&["--ftp"]);
         assert!(view.contains("conntrack read over netlink"), "{view}");
         assert!(

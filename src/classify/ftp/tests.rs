@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::classify::{Context as ClassifyContext, classify};
-use crate::model::{ConntrackSource, Expectation, Flow, Process, Snapshot, Timer};
+use crate::model::{Conntrack, ConntrackSource, Expectation, Flow, Process, Snapshot, Timer};
 
 const SRV: &str = "10.0.0.1";
 const CLI: &str = "10.0.0.2";
@@ -47,6 +47,11 @@ fn tcp(local: &str, remote: Option<&str>, pid: Option<u32>, inode: u64) -> Socke
             })
             .unwrap_or_default(),
     }
+}
+
+fn single_use(mut listener: Socket) -> Socket {
+    listener.backlog = Some(1);
+    listener
 }
 
 fn ep(s: &str) -> Endpoint {
@@ -214,7 +219,8 @@ fn passive_server(passive_port: u16) -> Vec<Socket> {
             Some(11),
             2,
         ),
-        tcp(&format!("{SRV}:{passive_port}"), None, Some(11), 3),
+        // vsftpd's passive listener takes one connection (backlog 1)
+        single_use(tcp(&format!("{SRV}:{passive_port}"), None, Some(11), 3)),
         tcp(
             &format!("{SRV}:{passive_port}"),
             Some(&format!("{CLI}:40002")),
@@ -415,7 +421,8 @@ fn pending_listeners_on_either_side() {
             Some(20),
             2,
         ),
-        tcp(&format!("{CLI}:40001"), None, Some(20), 3),
+        // listen(1), as curl and the python client do
+        single_use(tcp(&format!("{CLI}:40001"), None, Some(20), 3)),
         tcp(
             &format!("{CLI}:40001"),
             Some(&format!("{SRV}:40008")),
@@ -423,8 +430,16 @@ fn pending_listeners_on_either_side() {
             0,
         ),
     ];
-    let f = analyse_plain(waiting);
+    let f = analyse_plain(waiting.clone());
     assert_eq!(tag(&f, 2), Some((1, Data, Client, Some(Active), High)));
+    // a listener with a service's backlog ties less: the process's HTTP
+    // listener would look the same
+    let mut shared = waiting;
+    shared[1].backlog = Some(128);
+    assert_eq!(
+        tag(&analyse_plain(shared), 2),
+        Some((1, Data, Client, Some(Active), Medium))
+    );
     assert_eq!(
         evidence(&f, 2),
         vec![FtpEvidence::PendingListener, FtpEvidence::DataListener]
@@ -680,7 +695,8 @@ fn the_same_owner_alone_is_never_high() {
     );
     assert_eq!(evidence(&f, 2)[0], FtpEvidence::SameProcess);
     // With the ftp helper on the control connection, a data connection is
-    // expected; a tracked flow that is not cannot be one.
+    // expected; a tracked flow that is not is at best a guess (FTPS and
+    // NAT'd 227 replies get no expectation either).
     let mut ctl = flow(&format!("{CLI}:40000"), &format!("{SRV}:21"));
     ctl.helper = Some("ftp".into());
     let http = flow(&format!("{CLI}:40002"), &format!("{SRV}:8080"));
@@ -689,10 +705,141 @@ fn the_same_owner_alone_is_never_high() {
         Some(&tracked(vec![ctl.clone(), http], vec![])),
         &[],
     );
-    assert_eq!(tag(&f, 2), None);
+    assert_eq!(tag(&f, 2).map(|t| t.4), Some(Low));
+    assert!(evidence(&f, 2).contains(&FtpEvidence::NotExpected));
     // must not: without the helper, conntrack's silence says nothing
     ctl.helper = None;
     let http = flow(&format!("{CLI}:40002"), &format!("{SRV}:8080"));
     let f = analyse_with(sockets, Some(&tracked(vec![ctl, http], vec![])), &[]);
     assert!(tag(&f, 2).is_some());
+}
+
+/// vsftpd's session process is named vsftpd too, and keeps its passive
+/// listener open: that port is a data channel, not a daemon's control port.
+#[test]
+fn a_vsftpd_passive_listener_is_no_control_port() {
+    let mut sockets = passive_server(50000);
+    sockets.truncate(4);
+    for s in &mut sockets {
+        s.processes = vec![Process {
+            pid: 11,
+            name: "vsftpd".into(),
+        }];
+    }
+    let f = analyse_plain(sockets.clone());
+    assert_eq!(f.sessions.len(), 1);
+    assert_eq!(tag(&f, 3), Some((1, Data, Server, Some(Passive), High)));
+    assert_eq!(tag(&f, 2).map(|t| t.1), Some(Pending));
+    // must not lose a daemon's own control port outside the range
+    sockets[0].local.port = 2100;
+    sockets[1].local.port = 2100;
+    sockets[0].backlog = Some(32);
+    let f = analyse_plain(sockets);
+    assert_eq!(tag(&f, 1).map(|t| t.1), Some(Control));
+    assert_eq!(evidence(&f, 1), vec![FtpEvidence::FtpDaemon]);
+}
+
+/// Client and server in two processes on one host, with conntrack: both
+/// ends of the control connection share its tuple, so the master settles
+/// the session and the owner the side.
+#[test]
+fn loopback_with_conntrack_keeps_each_end_on_its_side() {
+    let sockets = vec![
+        tcp("127.0.0.1:21", None, Some(10), 1),
+        tcp("127.0.0.1:40000", Some("127.0.0.1:21"), Some(20), 2),
+        tcp("127.0.0.1:21", Some("127.0.0.1:40000"), Some(10), 3),
+        tcp("127.0.0.1:50000", Some("127.0.0.1:40002"), Some(10), 4),
+        tcp("127.0.0.1:40002", Some("127.0.0.1:50000"), Some(20), 5),
+    ];
+    let mut ctl = flow("127.0.0.1:40000", "127.0.0.1:21");
+    ctl.helper = Some("ftp".into());
+    let mut data = flow("127.0.0.1:40002", "127.0.0.1:50000");
+    data.expected = true;
+    data.master = Some(ctl.orig);
+    let f = analyse_with(sockets, Some(&tracked(vec![ctl, data], vec![])), &[]);
+    assert_eq!(tag(&f, 3), Some((1, Data, Server, Some(Passive), High)));
+    assert_eq!(tag(&f, 4), Some((1, Data, Client, Some(Passive), High)));
+}
+
+/// vsftpd runs a process per session: port 20 says "a data connection of
+/// these hosts", the owner says whose.
+#[test]
+fn the_owner_outranks_port_20_between_sessions() {
+    let sockets = vec![
+        tcp(&format!("{SRV}:21"), None, Some(10), 1),
+        tcp(
+            &format!("{SRV}:21"),
+            Some(&format!("{CLI}:40000")),
+            Some(11),
+            2,
+        ),
+        tcp(
+            &format!("{SRV}:21"),
+            Some(&format!("{CLI}:40010")),
+            Some(12),
+            3,
+        ),
+        tcp(
+            &format!("{SRV}:20"),
+            Some(&format!("{CLI}:40001")),
+            Some(11),
+            4,
+        ),
+    ];
+    let f = analyse_plain(sockets.clone());
+    assert_eq!(tag(&f, 3), Some((1, Data, Server, Some(Active), High)));
+    assert!(!evidence(&f, 3).contains(&FtpEvidence::SeveralSessions));
+    // must not: without owners, two sessions are a guess
+    let mut bare = sockets;
+    for s in &mut bare {
+        s.processes.clear();
+    }
+    let f = analyse_plain(bare);
+    assert_eq!(tag(&f, 3).map(|t| t.4), Some(Low));
+    assert!(evidence(&f, 3).contains(&FtpEvidence::SeveralSessions));
+}
+
+/// A closed control connection keeps its label but owns nothing new.
+#[test]
+fn a_closing_control_connection_does_not_compete() {
+    let mut old = tcp(&format!("{SRV}:21"), Some(&format!("{CLI}:39000")), None, 0);
+    old.state = State::TimeWait;
+    let sockets = vec![
+        tcp(&format!("{SRV}:21"), None, Some(10), 1),
+        old,
+        tcp(&format!("{SRV}:21"), Some(&format!("{CLI}:40000")), None, 2),
+        tcp(&format!("{SRV}:20"), Some(&format!("{CLI}:40001")), None, 3),
+    ];
+    let f = analyse_plain(sockets);
+    assert_eq!(tag(&f, 1).map(|t| (t.1, t.2)), Some((Control, Server)));
+    let live = tag(&f, 2).unwrap().0;
+    assert_eq!(tag(&f, 3), Some((live, Data, Server, Some(Active), High)));
+}
+
+/// One process serving FTP and HTTP: its HTTP listener looks like a
+/// pending data channel, and what it accepts is never called certain.
+#[test]
+fn a_shared_listener_does_not_make_a_tie() {
+    let sockets = vec![
+        tcp(&format!("{SRV}:21"), None, Some(10), 1),
+        tcp(
+            &format!("{SRV}:21"),
+            Some(&format!("{CLI}:40000")),
+            Some(10),
+            2,
+        ),
+        tcp(&format!("{SRV}:8080"), None, Some(10), 3),
+        tcp(
+            &format!("{SRV}:8080"),
+            Some(&format!("{CLI}:40002")),
+            Some(10),
+            4,
+        ),
+    ];
+    let f = analyse_plain(sockets);
+    assert!(
+        tag(&f, 3).is_some_and(|t| t.4 <= Medium),
+        "{:?}",
+        tag(&f, 3)
+    );
 }
