@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod model;
 pub mod render;
 
