@@ -3,6 +3,10 @@
 
 use clap::{Parser, ValueEnum};
 
+use crate::classify::direction::Direction;
+use crate::classify::ports::PortClass;
+use crate::filter::{self, Prefix};
+
 const AFTER_HELP: &str = "\
 Columns after State: Dir is the direction (listen, in, out, unknown; \
 ':med' or ':low' marks a guess), Ports the classes of the local and the \
@@ -67,7 +71,8 @@ pub struct Cli {
 
     /// Show the FTP sessions alone, grouped, each explained: who is client
     /// and server, who opened each data connection, the mode, and what a
-    /// firewall on each side must allow.
+    /// firewall on each side must allow. With --format json, jsonl or csv:
+    /// only the sockets of FTP sessions.
     #[arg(long = "ftp")]
     pub ftp: bool,
 
@@ -88,9 +93,64 @@ pub struct Cli {
     #[arg(long = "all-netns")]
     pub all_netns: bool,
 
-    /// Output format.
+    /// Output format: a table, one JSON document, JSON Lines events, or CSV.
     #[arg(long = "format", value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// Refresh continuously (netstat's -c): full screen on a terminal, a
+    /// table per refresh or JSON Lines events when piped.
+    #[arg(short = 'c', long = "watch")]
+    pub watch: bool,
+
+    /// Seconds between refreshes in watch mode (fractions allowed).
+    #[arg(long = "interval", value_name = "SECS", default_value_t = 1.0, value_parser = parse_interval)]
+    pub interval: f64,
+
+    /// Stop after N refreshes (watch mode).
+    #[arg(long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Only these states: names (established, time-wait, listening...) or
+    /// ss's groups (connected, synchronized, bucket, big, all); comma-separated.
+    #[arg(long = "state", value_name = "STATE[,STATE]", value_parser = filter::parse_states)]
+    pub state: Vec<u32>,
+
+    /// Only this local port: a number, a range LO-HI, or a service name (repeatable).
+    #[arg(long = "sport", value_name = "PORT")]
+    pub sport: Vec<String>,
+
+    /// Only this remote port (repeatable).
+    #[arg(long = "dport", value_name = "PORT")]
+    pub dport: Vec<String>,
+
+    /// Only this port at either end (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub port: Vec<String>,
+
+    /// Only local addresses in this address or prefix (repeatable).
+    #[arg(long = "src", value_name = "ADDR[/LEN]")]
+    pub src: Vec<Prefix>,
+
+    /// Only remote addresses in this address or prefix (repeatable).
+    #[arg(long = "dst", value_name = "ADDR[/LEN]")]
+    pub dst: Vec<Prefix>,
+
+    /// Only sockets held by this process (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pid: Vec<u32>,
+
+    /// Only this direction: in, out, listen, unknown (repeatable).
+    #[arg(long = "direction", value_name = "DIR", value_parser = filter::parse_direction)]
+    pub direction: Vec<Direction>,
+
+    /// Only sockets whose local port is of this class: well-known,
+    /// registered, ephemeral (repeatable).
+    #[arg(long = "class", value_name = "CLASS", value_parser = filter::parse_class)]
+    pub class: Vec<PortClass>,
+
+    /// Say on stderr what was read from the kernel.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
 
     /// When to colour the table.
     #[arg(long = "color", value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
@@ -110,6 +170,17 @@ pub struct Cli {
 pub enum Format {
     Table,
     Json,
+    Jsonl,
+    Csv,
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.01..=86400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds between 0.01 and 86400"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

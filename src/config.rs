@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, ColorChoice, Format, Source};
+use crate::collect::names::Services;
+use crate::filter::{Filter, PortSpec};
 use crate::model::{Family, Proto, State};
 
 /// Which sockets the user asked to see (netstat's default, `-l`, `-a`).
@@ -30,6 +32,12 @@ pub struct Config {
     /// `--ftp`: the sessions view.
     pub ftp_view: bool,
     pub ftp_ports: Vec<u16>,
+    pub filter: Filter,
+    pub watch: bool,
+    pub interval: std::time::Duration,
+    pub count: Option<u64>,
+    pub verbose: bool,
+    pub stdout_is_tty: bool,
     pub netns: Option<String>,
     pub all_netns: bool,
     pub color: bool,
@@ -59,7 +67,9 @@ impl Environment {
 }
 
 impl Config {
-    pub fn new(cli: &Cli, env: &Environment) -> Config {
+    /// Resolves the options; `Err` is a usage error (a port name that
+    /// /etc/services does not know).
+    pub fn new(cli: &Cli, env: &Environment) -> Result<Config, String> {
         let protos = match (cli.tcp, cli.udp) {
             (true, false) => vec![Proto::Tcp],
             (false, true) => vec![Proto::Udp],
@@ -86,7 +96,32 @@ impl Config {
                     && env.term.as_deref() != Some("dumb")
             }
         };
-        Config {
+        let services = if [&cli.sport, &cli.dport, &cli.port]
+            .iter()
+            .any(|v| v.iter().any(|p| p.parse::<u16>().is_err()))
+        {
+            Services::load("/etc/services".as_ref())
+        } else {
+            Services::default()
+        };
+        let ports = |list: &[String]| -> Result<Vec<PortSpec>, String> {
+            list.iter()
+                .map(|p| PortSpec::parse(p, |name| services.port(name)))
+                .collect()
+        };
+        let filter = Filter {
+            states: cli.state.iter().copied().reduce(|a, b| a | b),
+            sport: ports(&cli.sport)?,
+            dport: ports(&cli.dport)?,
+            port: ports(&cli.port)?,
+            src: cli.src.clone(),
+            dst: cli.dst.clone(),
+            pid: cli.pid.clone(),
+            direction: cli.direction.clone(),
+            class: cli.class.clone(),
+            ftp: cli.ftp && cli.format != Format::Table,
+        };
+        Ok(Config {
             protos,
             families,
             show,
@@ -96,7 +131,13 @@ impl Config {
             timers: cli.timers,
             program: cli.program,
             format: cli.format,
-            ftp_view: cli.ftp,
+            ftp_view: cli.ftp && cli.format == Format::Table,
+            filter,
+            watch: cli.watch,
+            interval: std::time::Duration::from_secs_f64(cli.interval),
+            count: cli.count,
+            verbose: cli.verbose,
+            stdout_is_tty: env.stdout_is_tty,
             ftp_ports: cli.ftp_port.clone(),
             netns: cli.netns.clone(),
             all_netns: cli.all_netns,
@@ -106,7 +147,7 @@ impl Config {
                 .proc_root
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/proc")),
-        }
+        })
     }
 
     /// Whether a saved /proc tree is replayed (`SOCKWHO_PROC_ROOT`): then
@@ -136,6 +177,10 @@ impl Config {
             Proto::Tcp => State::ALL.iter().map(|s| s.bit()).fold(0, |a, b| a | b),
             Proto::Udp => State::Established.bit() | State::Close.bit(),
         };
+        // --state says it outright; otherwise -a and -l do
+        if let Some(states) = self.filter.states {
+            return states & all;
+        }
         match self.show {
             Show::All => all,
             Show::Listening => listening,
@@ -169,7 +214,7 @@ mod tests {
     fn config(args: &[&str], env: &Environment) -> Config {
         let mut argv = vec!["sockwho"];
         argv.extend_from_slice(args);
-        Config::new(&Cli::parse_from(argv), env)
+        Config::new(&Cli::parse_from(argv), env).unwrap()
     }
 
     #[test]

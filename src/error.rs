@@ -13,6 +13,8 @@ pub enum Error {
     Proc { path: PathBuf, source: io::Error },
     #[error("cannot enter network namespace {spec}: {}", reason(source))]
     Netns { spec: String, source: io::Error },
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
 }
@@ -31,7 +33,11 @@ impl Error {
     /// 1 for every failure to read or write; usage errors (2) never get
     /// here, clap reports them. A reader that went away is not a failure.
     pub fn exit_code(&self) -> u8 {
-        if self.is_broken_pipe() { 0 } else { 1 }
+        match self {
+            _ if self.is_broken_pipe() => 0,
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
     }
 
     pub fn is_broken_pipe(&self) -> bool {

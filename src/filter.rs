@@ -41,7 +41,9 @@ impl PortSpec {
             }
         };
         match text.split_once('-') {
-            Some((lo, hi)) if !lo.is_empty() && !hi.is_empty() && lo.chars().all(|c| c.is_ascii_digit()) => {
+            Some((lo, hi))
+                if !lo.is_empty() && !hi.is_empty() && lo.chars().all(|c| c.is_ascii_digit()) =>
+            {
                 let (lo, hi) = (number(lo)?, number(hi)?);
                 if lo > hi {
                     return Err(format!("port range {text} runs backwards"));
@@ -100,7 +102,11 @@ impl Prefix {
             }
             (IpAddr::V6(p), IpAddr::V6(a)) => {
                 let len = u32::from(self.len.min(128));
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 (u128::from(p) & mask) == (u128::from(a) & mask)
             }
             _ => false,
@@ -161,7 +167,9 @@ pub fn parse_direction(text: &str) -> Result<Direction, String> {
         "out" | "outbound" => Ok(Direction::Outbound),
         "listen" | "listening" => Ok(Direction::Listen),
         "unknown" | "?" => Ok(Direction::Unknown),
-        _ => Err(format!("unknown direction '{text}' (in, out, listen, unknown)")),
+        _ => Err(format!(
+            "unknown direction '{text}' (in, out, listen, unknown)"
+        )),
     }
 }
 
@@ -171,7 +179,9 @@ pub fn parse_class(text: &str) -> Result<PortClass, String> {
         "well-known" | "wk" => Ok(PortClass::WellKnown),
         "registered" | "reg" => Ok(PortClass::Registered),
         "ephemeral" | "eph" => Ok(PortClass::Ephemeral),
-        _ => Err(format!("unknown port class '{text}' (well-known, registered, ephemeral)")),
+        _ => Err(format!(
+            "unknown port class '{text}' (well-known, registered, ephemeral)"
+        )),
     }
 }
 
@@ -201,7 +211,11 @@ fn any_or_empty<T>(list: &[T], pred: impl Fn(&T) -> bool) -> bool {
 impl Filter {
     /// Whether ports or addresses are filtered: what the kernel's bytecode can do.
     pub fn has_endpoint_filters(&self) -> bool {
-        !(self.sport.is_empty() && self.dport.is_empty() && self.port.is_empty() && self.src.is_empty() && self.dst.is_empty())
+        !(self.sport.is_empty()
+            && self.dport.is_empty()
+            && self.port.is_empty()
+            && self.src.is_empty()
+            && self.dst.is_empty())
     }
 
     /// The filters on the socket's own facts (what the kernel could test).
@@ -214,7 +228,9 @@ impl Filter {
         };
         port_in(&self.sport, s.local.port)
             && port_in(&self.dport, remote_port)
-            && any_or_empty(&self.port, |p| p.contains(s.local.port) || (s.remote.is_some() && p.contains(remote_port)))
+            && any_or_empty(&self.port, |p| {
+                p.contains(s.local.port) || (s.remote.is_some() && p.contains(remote_port))
+            })
             && addr_in(&self.src, Some(s.local.addr))
             && addr_in(&self.dst, remote_addr)
             && self.states.is_none_or(|m| m & s.state.bit() != 0)
@@ -289,11 +305,17 @@ mod tests {
     fn states_parse_names_and_groups() {
         let est = State::Established.bit();
         assert_eq!(parse_states("established"), Ok(est));
-        assert_eq!(parse_states("ESTABLISHED,time_wait"), Ok(est | State::TimeWait.bit()));
+        assert_eq!(
+            parse_states("ESTABLISHED,time_wait"),
+            Ok(est | State::TimeWait.bit())
+        );
         let connected = parse_states("connected").unwrap();
         assert!(connected & State::Listen.bit() == 0 && connected & est != 0);
         assert!(parse_states("synchronized").unwrap() & State::SynSent.bit() == 0);
-        assert_eq!(parse_states("bucket"), Ok(State::SynRecv.bit() | State::TimeWait.bit()));
+        assert_eq!(
+            parse_states("bucket"),
+            Ok(State::SynRecv.bit() | State::TimeWait.bit())
+        );
         assert!(parse_states("bogus").unwrap_err().contains("unknown state"));
         assert!(parse_states("").is_err());
     }

@@ -15,10 +15,11 @@ pub mod filter;
 pub mod model;
 pub mod render;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use classify::ftp::Session;
+use classify::memory::Memory;
 use classify::{Classified, Row};
 use cli::{Cli, Format};
 use collect::Notices;
@@ -33,6 +34,8 @@ use render::palette::Palette;
 /// options show, because FTP sessions and the view need listeners too.
 #[derive(Debug)]
 pub struct Part {
+    /// The namespace's inode (0 for the one sockwho runs in, unlabelled).
+    pub inode: u64,
     /// `None` when only the namespace sockwho runs in is looked at.
     pub netns: Option<NetnsId>,
     pub port_range: PortRange,
@@ -56,15 +59,23 @@ pub fn run(
         cli::write_completions(shell, out);
         return out.flush().map_err(Error::Output);
     }
-    let cfg = Config::new(cli, env);
-    let parts = look(&cfg, notices)?;
+    let cfg = Config::new(cli, env).map_err(Error::Usage)?;
+    if cfg.watch {
+        return render::watch::run(&cfg, out, notices);
+    }
+    let parts = look(&cfg, notices, None)?;
     render(&cfg, &parts, out)
         .and_then(|()| out.flush())
         .map_err(Error::Output)
 }
 
 /// Collects and classifies every namespace the configuration names.
-pub fn look(cfg: &Config, notices: &mut Notices) -> Result<Vec<Part>, Error> {
+/// `memory` is what watch mode saw in earlier refreshes, by namespace inode.
+pub fn look(
+    cfg: &Config,
+    notices: &mut Notices,
+    memory: Option<&HashMap<u64, Memory>>,
+) -> Result<Vec<Part>, Error> {
     let labelled = cfg.netns.is_some() || cfg.all_netns;
     let mut collected = Vec::new();
     let (targets, mut unseen) = targets(cfg)?;
@@ -76,7 +87,12 @@ pub fn look(cfg: &Config, notices: &mut Notices) -> Result<Vec<Part>, Error> {
         match entered {
             Ok(Ok(((snapshot, conntrack), found))) => {
                 notices.extend(found);
-                collected.push((labelled.then(|| target.id.clone()), snapshot, conntrack));
+                collected.push((
+                    target.id.inode,
+                    labelled.then(|| target.id.clone()),
+                    snapshot,
+                    conntrack,
+                ));
             }
             Ok(Err(e)) if !cfg.all_netns => return Err(e),
             Ok(Err(e)) => notices.push(format!(
@@ -106,20 +122,22 @@ pub fn look(cfg: &Config, notices: &mut Notices) -> Result<Vec<Part>, Error> {
     // FTP needs owners (same process, daemons); they are read once for all
     // namespaces, only where FTP is in use or -p asks for them.
     let ftp = |s: &Snapshot| cfg.ftp_view || uses_ftp_port(s, &cfg.ftp_ports);
-    if cfg.program || collected.iter().any(|(_, s, _)| ftp(s)) {
-        fill_owners(cfg, collected.iter_mut().map(|(_, s, _)| s), notices)?;
+    if cfg.program || cfg.filter.needs_owners() || collected.iter().any(|(_, _, s, _)| ftp(s)) {
+        fill_owners(cfg, collected.iter_mut().map(|(_, _, s, _)| s), notices)?;
     }
     Ok(collected
         .into_iter()
-        .map(|(netns, snapshot, conntrack)| {
+        .map(|(inode, netns, snapshot, conntrack)| {
             let Classified { labels, sessions } = classify::classify(
                 &snapshot,
                 classify::Context {
                     conntrack: conntrack.as_ref().and_then(|c| c.as_ref().ok()),
                     ftp_ports: &cfg.ftp_ports,
+                    memory: memory.and_then(|m| m.get(&inode)),
                 },
             );
             Part {
+                inode,
                 netns,
                 port_range: snapshot.port_range,
                 source: snapshot.source,
@@ -172,13 +190,16 @@ fn collect_one(cfg: &Config, notices: &mut Notices) -> Result<(Snapshot, Conntra
     Ok((snapshot, conntrack))
 }
 
-fn render(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> std::io::Result<()> {
+pub fn render(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> std::io::Result<()> {
     let palette = Palette::new(cfg.color);
     if cfg.ftp_view {
         return render::ftp::write(parts, palette, out);
     }
     match cfg.format {
         Format::Json => render::json::write(cfg, parts, out),
+        Format::Csv => render::csv::write(cfg, parts, out),
+        // one look: every socket is new
+        Format::Jsonl => render::watch::Events::default().write(cfg, parts, out),
         Format::Table => {
             let names = load_names(cfg, parts);
             let table = render::table::Table {
@@ -189,6 +210,22 @@ fn render(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> std::io::Result<
             table.write(parts, out)
         }
     }
+}
+
+/// The rows the options show: their states, and every filter.
+pub fn shown<'a>(
+    cfg: &'a Config,
+    parts: &'a [Part],
+) -> impl Iterator<Item = (&'a Part, &'a Row)> + 'a {
+    parts
+        .iter()
+        .flat_map(|p| p.rows.iter().map(move |r| (p, r)))
+        .filter(|(_, r)| {
+            let s = &r.socket;
+            cfg.shows(s.proto, s.state)
+                && cfg.filter.matches_socket(s)
+                && cfg.filter.matches_labels(s, &r.labels)
+        })
 }
 
 /// Whether any TCP socket uses a control port (21, 990, `--ftp-port`).

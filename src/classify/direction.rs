@@ -48,6 +48,12 @@ pub enum Evidence {
     SynSent,
     /// The handshake is theirs: SYN received.
     SynRecv,
+    /// An earlier refresh saw this connection in SYN_SENT (watch mode).
+    SeenSynSent,
+    /// An earlier refresh saw this connection in SYN_RECV (watch mode).
+    SeenSynRecv,
+    /// An earlier refresh saw a listener on the local port (watch mode).
+    RememberedListener,
     /// The local port is well-known and the remote one is not.
     LocalWellKnown,
     /// The remote port is well-known and the local one is not.
@@ -64,7 +70,13 @@ impl Evidence {
     fn strong(self) -> bool {
         matches!(
             self,
-            Evidence::Listener | Evidence::PeerListener | Evidence::SynSent | Evidence::SynRecv
+            Evidence::Listener
+                | Evidence::PeerListener
+                | Evidence::SynSent
+                | Evidence::SynRecv
+                | Evidence::SeenSynSent
+                | Evidence::SeenSynRecv
+                | Evidence::RememberedListener
         )
     }
 }
@@ -87,17 +99,23 @@ impl Verdict {
     }
 }
 
-/// The direction of `s`. `opened_here` is conntrack's word, where it tracks
-/// the connection: it settles the question, and the other signals that agree
-/// with it are kept as evidence.
-pub fn direction(
-    s: &Socket,
-    listeners: &Listeners,
-    range: &PortRange,
-    opened_here: Option<bool>,
-) -> Verdict {
-    let verdict = by_sockets(s, listeners, range);
-    let Some(here) = opened_here else {
+/// What is known of a socket beside the socket table of this moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    /// conntrack's word: this host sent the first packet.
+    pub opened_here: Option<bool>,
+    /// An earlier refresh saw its handshake: true for SYN_SENT.
+    pub handshake: Option<bool>,
+    /// An earlier refresh saw a listener on its local port.
+    pub listener: bool,
+}
+
+/// The direction of `s`. conntrack's word, where it tracks the connection,
+/// settles the question; the other signals that agree with it are kept as
+/// evidence. What earlier refreshes saw counts as a fact too.
+pub fn direction(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) -> Verdict {
+    let verdict = by_sockets(s, listeners, range, seen);
+    let Some(here) = seen.opened_here else {
         return verdict;
     };
     let direction = if here {
@@ -112,7 +130,7 @@ pub fn direction(
     Verdict::new(direction, Some(Confidence::High), evidence)
 }
 
-fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange) -> Verdict {
+fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) -> Verdict {
     if s.proto == Proto::Tcp && s.state == State::Listen {
         return Verdict::new(
             Direction::Listen,
@@ -151,7 +169,14 @@ fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange) -> Verdict {
     match s.state {
         State::SynSent => outbound.push(Evidence::SynSent),
         State::SynRecv | State::NewSynRecv => inbound.push(Evidence::SynRecv),
-        _ => {}
+        _ => match seen.handshake {
+            Some(true) => outbound.push(Evidence::SeenSynSent),
+            Some(false) => inbound.push(Evidence::SeenSynRecv),
+            None => {}
+        },
+    }
+    if seen.listener && !local_listener && s.proto == Proto::Tcp {
+        inbound.push(Evidence::RememberedListener);
     }
     let local = port_class(s.local.port, range);
     let theirs = port_class(remote.port, range);
@@ -390,7 +415,7 @@ mod tests {
             },
         ];
         for c in cases {
-            let v = direction(&c.socket, &listeners, &range, None);
+            let v = direction(&c.socket, &listeners, &range, Seen::default());
             assert_eq!(
                 (v.direction, v.confidence, v.evidence.as_slice()),
                 (c.want, c.conf, c.evidence),
@@ -411,11 +436,19 @@ mod tests {
             "10.0.0.9:6000",
         );
         assert_eq!(
-            direction(&s, &listeners, &PortRange::default(), None).direction,
+            direction(&s, &listeners, &PortRange::default(), Seen::default()).direction,
             Unknown
         );
         // ...but conntrack saw the first packet
-        let v = direction(&s, &listeners, &PortRange::default(), Some(false));
+        let v = direction(
+            &s,
+            &listeners,
+            &PortRange::default(),
+            Seen {
+                opened_here: Some(false),
+                ..Seen::default()
+            },
+        );
         assert_eq!(
             (v.direction, v.confidence, v.evidence),
             (Inbound, Some(High), vec![Conntrack])
@@ -427,12 +460,28 @@ mod tests {
             "10.0.0.1:40000",
             "10.0.0.9:443",
         );
-        let v = direction(&s, &listeners, &PortRange::default(), Some(true));
+        let v = direction(
+            &s,
+            &listeners,
+            &PortRange::default(),
+            Seen {
+                opened_here: Some(true),
+                ..Seen::default()
+            },
+        );
         assert_eq!(
             v.evidence,
             vec![Conntrack, RemoteWellKnown, LocalEphemeral, ConnectParity]
         );
-        let v = direction(&s, &listeners, &PortRange::default(), Some(false));
+        let v = direction(
+            &s,
+            &listeners,
+            &PortRange::default(),
+            Seen {
+                opened_here: Some(false),
+                ..Seen::default()
+            },
+        );
         assert_eq!((v.direction, v.evidence), (Inbound, vec![Conntrack]));
     }
 
@@ -445,14 +494,14 @@ mod tests {
             "10.0.0.1:20000",
             "10.0.0.9:443",
         );
-        let default = direction(&s, &listeners, &PortRange::default(), None);
+        let default = direction(&s, &listeners, &PortRange::default(), Seen::default());
         assert_eq!(default.evidence, vec![RemoteWellKnown]);
         let own = PortRange {
             low: 20000,
             high: 20999,
             reserved: vec![],
         };
-        let v = direction(&s, &listeners, &own, None);
+        let v = direction(&s, &listeners, &own, Seen::default());
         assert_eq!(
             v.evidence,
             vec![RemoteWellKnown, LocalEphemeral, ConnectParity]

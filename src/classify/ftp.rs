@@ -655,7 +655,11 @@ fn data_mode(
         let fact = direction.evidence.iter().find_map(|e| match e {
             Evidence::Listener => Some(FtpEvidence::DataListener),
             Evidence::PeerListener => Some(FtpEvidence::PeerListener),
-            Evidence::SynSent | Evidence::SynRecv => Some(FtpEvidence::Handshake),
+            Evidence::SynSent
+            | Evidence::SynRecv
+            | Evidence::SeenSynSent
+            | Evidence::SeenSynRecv => Some(FtpEvidence::Handshake),
+            Evidence::RememberedListener => Some(FtpEvidence::DataListener),
             _ => None,
         });
         let opened_here = match direction.direction {

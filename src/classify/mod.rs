@@ -5,12 +5,14 @@
 pub mod direction;
 pub mod flows;
 pub mod ftp;
+pub mod memory;
 pub mod ports;
 
 use crate::model::{Conntrack, Snapshot, Socket};
 use direction::Verdict;
 use flows::FlowIndex;
 use ftp::FtpLabel;
+use memory::Memory;
 use ports::{Listeners, PortClass};
 
 /// What sockwho says about one socket, beside what the kernel said.
@@ -38,6 +40,8 @@ pub struct Context<'a> {
     pub conntrack: Option<&'a Conntrack>,
     /// `--ftp-port` values, beside 21 and 990.
     pub ftp_ports: &'a [u16],
+    /// What earlier refreshes saw (watch mode).
+    pub memory: Option<&'a Memory>,
 }
 
 pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
@@ -46,7 +50,7 @@ pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
     let mut labels: Vec<Labels> = snapshot
         .sockets
         .iter()
-        .map(|s| label(s, &listeners, &flows, snapshot))
+        .map(|s| label(s, &listeners, &flows, snapshot, cx.memory))
         .collect();
     let found = ftp::analyse(
         &snapshot.sockets,
@@ -66,14 +70,25 @@ pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
     }
 }
 
-fn label(s: &Socket, listeners: &Listeners, flows: &FlowIndex, snapshot: &Snapshot) -> Labels {
+fn label(
+    s: &Socket,
+    listeners: &Listeners,
+    flows: &FlowIndex,
+    snapshot: &Snapshot,
+    memory: Option<&Memory>,
+) -> Labels {
     let range = &snapshot.port_range;
-    let opened_here = flows.flow_of(s).map(|f| f.opened_here);
+    let seen = direction::Seen {
+        opened_here: flows.flow_of(s).map(|f| f.opened_here),
+        handshake: memory.and_then(|m| m.opened_here(s)),
+        listener: memory
+            .is_some_and(|m| s.proto == crate::model::Proto::Tcp && m.listener_was_on(&s.local)),
+    };
     Labels {
         local_class: ports::port_class(s.local.port, range),
         local_listening: listeners.covers(s.proto, &s.local),
         remote_class: s.remote.map(|r| ports::port_class(r.port, range)),
-        direction: direction::direction(s, listeners, range, opened_here),
+        direction: direction::direction(s, listeners, range, seen),
         ftp: None,
     }
 }

@@ -72,6 +72,16 @@ impl Services {
     pub fn name(&self, port: u16, proto: Proto) -> Option<&str> {
         self.by_port.get(&(port, proto)).map(String::as_str)
     }
+
+    /// The port of a service name (TCP first, then UDP).
+    pub fn port(&self, name: &str) -> Option<u16> {
+        [Proto::Tcp, Proto::Udp].iter().find_map(|&proto| {
+            self.by_port
+                .iter()
+                .find(|((_, p), n)| *p == proto && n.as_str() == name)
+                .map(|((port, _), _)| *port)
+        })
+    }
 }
 
 #[derive(Debug, Default)]

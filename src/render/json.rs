@@ -133,6 +133,15 @@ struct JsonProcess<'a> {
     name: &'a str,
 }
 
+/// One socket of `part` in the JSON shape, as the options ask for it.
+pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: &'a Row) -> JsonSocket<'a> {
+    let mut s = socket(row, cfg.program);
+    if cfg.netns.is_some() || cfg.all_netns {
+        s.netns = part.netns.as_ref().map(JsonNetnsId::from);
+    }
+    s
+}
+
 /// One socket in the JSON shape; `with_processes` adds `processes` (`-p`).
 pub fn socket(row: &Row, with_processes: bool) -> JsonSocket<'_> {
     let s = &row.socket;
@@ -212,15 +221,8 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
                 })
                 .collect()
         }),
-        sockets: parts
-            .iter()
-            .flat_map(|p| p.rows.iter().map(move |r| (p, r)))
-            .filter(|(_, r)| cfg.shows(r.socket.proto, r.socket.state))
-            .map(|(p, r)| {
-                let mut s = socket(r, cfg.program);
-                s.netns = p.netns.as_ref().filter(|_| labelled).map(JsonNetnsId::from);
-                s
-            })
+        sockets: crate::shown(cfg, parts)
+            .map(|(p, r)| socket_of(cfg, p, r))
             .collect(),
         ftp_sessions: parts
             .iter()

@@ -84,10 +84,7 @@ impl Table<'_> {
         };
         writeln!(out, "{title}")?;
         let columns = self.columns();
-        let cells: Vec<Vec<(String, Style)>> = parts
-            .iter()
-            .flat_map(|p| p.rows.iter().map(move |r| (p, r)))
-            .filter(|(_, r)| self.cfg.shows(r.socket.proto, r.socket.state))
+        let cells: Vec<Vec<(String, Style)>> = crate::shown(self.cfg, parts)
             .map(|(p, r)| self.cells(p, r))
             .collect();
         let mut widths: Vec<usize> = columns.iter().map(|c| c.title.len()).collect();

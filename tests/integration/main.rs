@@ -13,3 +13,4 @@ mod manual;
 mod netns;
 mod privileges;
 mod twohosts;
+mod watch;

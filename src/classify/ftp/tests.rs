@@ -88,6 +88,7 @@ fn analyse_with(sockets: Vec<Socket>, ct: Option<&Conntrack>, extra: &[u16]) -> 
         ClassifyContext {
             conntrack: ct,
             ftp_ports: extra,
+            memory: None,
         },
     );
     Ftp {

@@ -1,0 +1,80 @@
+//! `--format csv`: a header row, then one row per socket with the fields of
+//! the JSON output flattened (`local.port` becomes `local_port`), quoted per
+//! RFC 4180. Lists are joined with `;`, processes as `pid/name`; a null is an
+//! empty field.
+
+use std::io::{self, Write};
+
+use serde_json::Value;
+
+use crate::Part;
+use crate::config::Config;
+use crate::render::json::socket_of;
+
+/// The columns, as paths into a JSON socket.
+pub const COLUMNS: &[&str] = &[
+    "netns.name",
+    "netns.inode",
+    "netns.pid",
+    "proto",
+    "family",
+    "state",
+    "recv_q",
+    "send_q",
+    "backlog",
+    "local.addr",
+    "local.port",
+    "local.class",
+    "local.listening",
+    "remote.addr",
+    "remote.port",
+    "remote.class",
+    "direction",
+    "direction_confidence",
+    "direction_evidence",
+    "uid",
+    "inode",
+    "cookie",
+    "timer.kind",
+    "timer.expires_ms",
+    "timer.retransmits",
+    "ftp.session",
+    "ftp.role",
+    "ftp.side",
+    "ftp.mode",
+    "ftp.confidence",
+    "ftp.evidence",
+    "processes",
+];
+
+/// One field: a scalar as it is, a list joined with `;`, a process as `pid/name`.
+fn field(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::Object(o) => format!("{}/{}", field(o.get("pid")), field(o.get("name"))),
+                other => field(Some(other)),
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn lookup<'a>(socket: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(socket, |v, key| v.get(key))
+}
+
+pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
+    let mut csv = csv::Writer::from_writer(out);
+    let header: Vec<String> = COLUMNS.iter().map(|c| c.replace('.', "_")).collect();
+    csv.write_record(&header)?;
+    for (part, row) in crate::shown(cfg, parts) {
+        let socket = serde_json::to_value(socket_of(cfg, part, row)).map_err(io::Error::from)?;
+        csv.write_record(COLUMNS.iter().map(|path| field(lookup(&socket, path))))?;
+    }
+    csv.flush()
+}

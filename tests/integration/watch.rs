@@ -1,0 +1,494 @@
+//! Watch mode, the formats for scripts, and filters, on real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{BIN, Netns, can_use_netns, sockets};
+use crate::twohosts::start;
+
+/// Closes with RST (SO_LINGER 0): no TIME_WAIT left behind.
+fn reset(s: TcpStream) {
+    let sock = socket2_fd(&s);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd and a linger struct of the right size.
+    unsafe {
+        libc::setsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(s);
+}
+
+fn socket2_fd(s: &TcpStream) -> libc::c_int {
+    use std::os::fd::AsRawFd;
+    s.as_raw_fd()
+}
+
+#[test]
+fn jsonl_sees_a_connection_come_and_go_once_each() {
+    if !can_use_netns("jsonl_sees_a_connection_come_and_go_once_each") {
+        return;
+    }
+    let ns = Netns::new("jsonl");
+    let listener = ns.enter(|| TcpListener::bind("127.0.0.1:3100").unwrap());
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, BIN, "-tan", "--port", "3100"])
+        .args([
+            "--format",
+            "jsonl",
+            "-c",
+            "--interval",
+            "0.2",
+            "--count",
+            "12",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut events: Vec<Value> = Vec::new();
+    let mut next_tick = |events: &mut Vec<Value>| loop {
+        let line = lines.next().expect("a line").unwrap();
+        let v: Value = serde_json::from_str(&line).expect("one JSON object per line");
+        if v["event"] == "tick" {
+            return v;
+        }
+        events.push(v);
+    };
+    let first = next_tick(&mut events);
+    assert_eq!(first["sockets"], 1, "the listener alone: {events:?}");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "added");
+    assert_eq!(events[0]["socket"]["state"], "LISTEN");
+    // open a connection, wait a refresh, close it with RST, wait again
+    let client = ns.enter(|| TcpStream::connect("127.0.0.1:3100").unwrap());
+    let (server, _) = listener.accept().unwrap();
+    let port = client.local_addr().unwrap().port();
+    next_tick(&mut events);
+    next_tick(&mut events);
+    reset(client);
+    reset(server);
+    for _ in 0..3 {
+        next_tick(&mut events);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let of = |kind: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind && e["socket"]["local"]["port"] == port)
+            .collect()
+    };
+    assert_eq!(of("added").len(), 1, "{events:#?}");
+    assert_eq!(of("removed").len(), 1, "{events:#?}");
+    assert_eq!(of("added")[0]["socket"]["direction"], "outbound");
+    assert!(
+        of("added")[0]["socket"]["cookie"].is_u64(),
+        "keyed by cookie"
+    );
+    for e in &events {
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+}
+
+#[test]
+fn piped_watch_prints_a_block_per_refresh_at_once() {
+    if !can_use_netns("piped_watch_prints_a_block_per_refresh_at_once") {
+        return;
+    }
+    let ns = Netns::new("blocks");
+    let _l = ns.enter(|| TcpListener::bind("127.0.0.1:3150").unwrap());
+    let started = Instant::now();
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            BIN,
+            "-tln",
+            "-c",
+            "--interval",
+            "2",
+            "--count",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    // flushed at once, not when the run ends two seconds later
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the first block came late"
+    );
+    assert!(
+        first.starts_with("sockwho 20") && first.contains("(every 2s)"),
+        "{first}"
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success());
+    let blocks = std::iter::once(&first)
+        .chain(&rest)
+        .filter(|l| l.starts_with("sockwho 20"))
+        .count();
+    assert_eq!(blocks, 2, "{rest:?}");
+    assert_eq!(
+        rest.iter().filter(|l| l.contains("127.0.0.1:3150")).count(),
+        2
+    );
+}
+
+#[test]
+fn csv_reads_back_with_a_csv_parser() {
+    if !can_use_netns("csv_reads_back_with_a_csv_parser") {
+        return;
+    }
+    let ns = Netns::new("csv");
+    // a process name with a comma, a quote and a space
+    let script = "import socket,sys\n\
+        open('/proc/self/comm','w').write('a,b\"c d')\n\
+        s=socket.socket(); s.bind(('127.0.0.1',3160)); s.listen()\n\
+        print('READY',flush=True); sys.stdin.read()\n";
+    let _p = start(&ns, &["/usr/bin/python3", "-c", script], None);
+    let _l = ns.enter(|| TcpListener::bind("[::1]:3161").unwrap());
+    let csv_text = ns.sockwho_ok(&["-tlnp", "--format", "csv"]);
+    let json = ns.json(&["-tlnp"]);
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        header[..6],
+        [
+            "netns_name",
+            "netns_inode",
+            "netns_pid",
+            "proto",
+            "family",
+            "state"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), sockets(&json).len());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for (rec, s) in records.iter().zip(sockets(&json)) {
+        assert_eq!(rec[col("local_port")], s["local"]["port"].to_string());
+        assert_eq!(
+            rec[col("local_addr")],
+            *s["local"]["addr"].as_str().unwrap()
+        );
+        assert_eq!(rec[col("state")], *s["state"].as_str().unwrap());
+        assert_eq!(rec[col("direction")], *s["direction"].as_str().unwrap());
+        assert_eq!(&rec[col("remote_addr")], "", "null is empty");
+    }
+    let py = records
+        .iter()
+        .find(|r| &r[col("local_port")] == "3160")
+        .unwrap();
+    assert!(
+        py[col("processes")].ends_with("/a,b\"c d"),
+        "{:?}",
+        &py[col("processes")]
+    );
+    assert!(
+        csv_text.contains("\"a,b\"\"c d\"") || csv_text.contains("/a,b\"\"c d\""),
+        "RFC 4180 quoting: {csv_text}"
+    );
+    // every field of the JSON socket has its column
+    fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) if prefix != "processes" => {
+                for (k, v) in o {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}_{k}")
+                    };
+                    leaves(&p, v, out);
+                }
+            }
+            // a null object (no remote, no ftp) stands for all its columns
+            Value::Null => out.push(format!("{prefix}_")),
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut keys = Vec::new();
+    leaves("", &sockets(&json)[0], &mut keys);
+    for k in keys {
+        let found = match k.strip_suffix('_') {
+            Some(object) => header.iter().any(|h| h.starts_with(&format!("{object}_"))),
+            None => header.contains(&k),
+        };
+        assert!(found, "JSON field {k} has no CSV column");
+    }
+}
+
+/// Runs sockwho in `ns` and returns the local ports of the rows it lists (JSON).
+fn ports(ns: &Netns, args: &[&str]) -> Vec<u16> {
+    let mut p: Vec<u16> = sockets(&ns.json(args))
+        .iter()
+        .map(|s| s["local"]["port"].as_u64().unwrap() as u16)
+        .collect();
+    p.sort_unstable();
+    p
+}
+
+#[test]
+fn filters_on_real_sockets() {
+    if !can_use_netns("filters_on_real_sockets") {
+        return;
+    }
+    let ns = Netns::new("filter");
+    ns.sysctl("net.ipv4.ip_local_port_range", "30000 30999");
+    let keep = ns.enter(|| {
+        let a = TcpListener::bind("127.0.0.1:3200").unwrap();
+        let b = TcpListener::bind("127.0.0.2:3201").unwrap();
+        let ssh = TcpListener::bind("0.0.0.0:22").unwrap();
+        let c1 = TcpStream::connect("127.0.0.1:3200").unwrap();
+        let c2 = TcpStream::connect("127.0.0.2:3201").unwrap();
+        let (s1, _) = a.accept().unwrap();
+        let (s2, _) = b.accept().unwrap();
+        (a, b, ssh, c1, c2, s1, s2)
+    });
+    let c1 = keep.3.local_addr().unwrap().port();
+    let c2 = keep.4.local_addr().unwrap().port();
+    assert_eq!(ports(&ns, &["-tan", "--sport", "3200"]), vec![3200, 3200]);
+    assert_eq!(ports(&ns, &["-tan", "--dport", "3200-3201"]), {
+        let mut v = vec![c1, c2];
+        v.sort_unstable();
+        v
+    });
+    assert_eq!(ports(&ns, &["-tan", "--port", "3201"]), {
+        let mut v = vec![c2, 3201, 3201];
+        v.sort_unstable();
+        v
+    });
+    assert_eq!(ports(&ns, &["-tan", "--sport", "ssh"]), vec![22]);
+    assert_eq!(
+        ports(
+            &ns,
+            &["-tan", "--src", "127.0.0.2/32", "--state", "listening"]
+        ),
+        vec![3201]
+    );
+    assert_eq!(
+        ports(&ns, &["-tan", "--dst", "127.0.0.2", "--direction", "out"]),
+        vec![c2]
+    );
+    assert_eq!(
+        ports(&ns, &["-tan", "--state", "established", "--class", "eph"]),
+        {
+            let mut v = vec![c1, c2];
+            v.sort_unstable();
+            v
+        }
+    );
+    assert_eq!(ports(&ns, &["-tan", "--class", "wk"]), vec![22]);
+    // AND across kinds, OR within one
+    assert_eq!(
+        ports(
+            &ns,
+            &[
+                "-tan", "--sport", "3200", "--sport", "3201", "--state", "listen"
+            ]
+        ),
+        vec![3200, 3201]
+    );
+    assert!(ports(&ns, &["-tan", "--sport", "3200", "--dport", "22"]).is_empty());
+    // by owner: a python process's listener
+    let script = "import socket,sys\ns=socket.socket(); s.bind(('127.0.0.1',3202)); s.listen()\nprint('READY',flush=True); sys.stdin.read()\n";
+    let py = start(&ns, &["/usr/bin/python3", "-c", script], None);
+    assert_eq!(
+        ports(&ns, &["-tan", "--pid", &py.0.id().to_string()]),
+        vec![3202]
+    );
+    // the same through /proc
+    assert_eq!(
+        ports(&ns, &["-tan", "--sport", "3200", "--source", "procfs"]),
+        vec![3200, 3200]
+    );
+    // the table too
+    let table = ns.sockwho_ok(&["-tan", "--sport", "3201"]);
+    assert_eq!(table.lines().count(), 2 + 2, "{table}");
+}
+
+#[test]
+fn a_malformed_filter_is_a_one_line_usage_error() {
+    for args in [
+        &["--sport", "nosuchservice"][..],
+        &["--dport", "70000"],
+        &["--port", "3000-2000"],
+        &["--src", "10.0.0.0/33"],
+        &["--dst", "not-an-address"],
+        &["--state", "bogus"],
+        &["--direction", "sideways"],
+        &["--class", "huge"],
+        &["--pid", "abc"],
+        &["--interval", "0"],
+        &["--count", "0"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("sockwho: "), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Drives the full-screen view on a pseudo-terminal: the screen, a resize,
+/// and `q`, after which the terminal must be as it was.
+const PTY_DRIVER: &str = r#"
+import fcntl, os, pty, select, signal, struct, sys, termios, time
+argv = sys.argv[1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+def winsize(rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+winsize(30, 120)
+before = termios.tcgetattr(fd)
+out = b''
+def read_for(seconds):
+    global out
+    end = time.time() + seconds
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                return
+read_for(1.5)
+sys.stdout.write('FRAME1 %d\n' % len(out))
+mark = len(out)
+winsize(30, 40)
+read_for(1.0)
+sys.stdout.write('RESIZED %d\n' % len(out))
+os.write(fd, b'q')
+read_for(1.0)
+_, status = os.waitpid(pid, 0)
+after = termios.tcgetattr(fd)
+sys.stdout.write('EXIT %d\n' % os.waitstatus_to_exitcode(status))
+sys.stdout.write('LFLAG_SAME %s\n' % (before[3] == after[3]))
+sys.stdout.buffer.write(b'OUTPUT ' + out.hex().encode() + b'\n')
+sys.stdout.write('SPLIT %d\n' % mark)
+"#;
+
+#[test]
+fn full_screen_watch_on_a_terminal_and_q_restores_it() {
+    if !can_use_netns("full_screen_watch_on_a_terminal_and_q_restores_it") {
+        return;
+    }
+    let ns = Netns::new("pty");
+    let _keep = ns.enter(|| {
+        let l = TcpListener::bind("127.0.0.1:3300").unwrap();
+        let c = TcpStream::connect("127.0.0.1:3300").unwrap();
+        (l, c)
+    });
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "/usr/bin/python3",
+            "-c",
+            PTY_DRIVER,
+        ])
+        .args([BIN, "-tan", "-c", "--interval", "0.3"])
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let report = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+            .to_string()
+    };
+    assert_eq!(field("EXIT"), "0", "q quits with status 0");
+    assert_eq!(
+        field("LFLAG_SAME"),
+        "True",
+        "the terminal modes are restored"
+    );
+    let hex = field("OUTPUT");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let screen = String::from_utf8_lossy(&bytes).into_owned();
+    assert!(
+        screen.starts_with("\x1b[?1049h"),
+        "enters the alternate screen"
+    );
+    assert!(
+        screen.trim_end().ends_with("\x1b[?1049l"),
+        "leaves it: {:?}",
+        &screen[screen.len().saturating_sub(80)..]
+    );
+    assert!(screen.contains("\x1b[?25h"), "shows the cursor again");
+    assert!(
+        screen.contains("sockwho ") && screen.contains("(q quits)"),
+        "the header line"
+    );
+    assert!(
+        screen.contains("127.0.0.1:3300"),
+        "the connection is on screen"
+    );
+    assert!(
+        screen.contains("ESTABLISHED 2"),
+        "counts by state: {screen:?}"
+    );
+    // after the resize to 40 columns, frames are cut to fit
+    let split: usize = field("SPLIT").parse().unwrap();
+    let after = String::from_utf8_lossy(&bytes[split..]).into_owned();
+    let last_frame = after
+        .rsplit("\x1b[H\x1b[2J")
+        .nth(1)
+        .or_else(|| after.rsplit("\x1b[H\x1b[2J").next())
+        .unwrap();
+    let plain = strip_ansi(last_frame);
+    for line in plain.split('\n').map(|l| l.trim_end_matches('\r')) {
+        assert!(
+            line.chars().count() <= 40,
+            "line wider than the window: {line:?}"
+        );
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
