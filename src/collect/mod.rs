@@ -2,6 +2,7 @@
 //! sock_diag netlink, or /proc/net as fallback), the port range, owners and
 //! names. Each submodule owns one source.
 
+pub mod bytecode;
 pub mod conntrack;
 pub mod decode;
 pub mod names;
@@ -16,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use crate::cli::Source as SourceChoice;
 use crate::config::Config;
 use crate::error::Error;
-use crate::model::{PortRange, Process, Snapshot, Socket, Source};
+use crate::model::{PortRange, Process, Proto, Snapshot, Socket, Source, State};
 
 /// Non-fatal problems, each said once on stderr at the end of the run.
 #[derive(Debug, Default)]
@@ -50,13 +51,13 @@ pub fn snapshot(cfg: &Config, notices: &mut Notices) -> Result<Snapshot, Error> 
     });
     let procfs = |notices: &mut Notices| read_procfs(cfg, notices).map(|s| (s, Source::Procfs));
     let (sockets, source) = match cfg.source {
-        SourceChoice::Netlink => (dump_netlink(cfg)?, Source::Netlink),
+        SourceChoice::Netlink => (dump_netlink(cfg, notices)?, Source::Netlink),
         SourceChoice::Procfs => procfs(notices)?,
         // A replayed /proc tree has no netlink to go with it.
         SourceChoice::Auto if cfg.replaying() => procfs(notices)?,
         // No sock_diag (a kernel without inet_diag or udp_diag, a seccomp
         // filter): /proc/net has the same sockets.
-        SourceChoice::Auto => match dump_netlink(cfg) {
+        SourceChoice::Auto => match dump_netlink(cfg, notices) {
             Ok(sockets) => (sockets, Source::Netlink),
             Err(_) => procfs(notices)?,
         },
@@ -68,12 +69,52 @@ pub fn snapshot(cfg: &Config, notices: &mut Notices) -> Result<Snapshot, Error> 
     })
 }
 
-fn dump_netlink(cfg: &Config) -> Result<Vec<Socket>, Error> {
+/// One dump per family and protocol. With port or address filters the
+/// kernel runs them (sock_diag bytecode) and only matching sockets cross
+/// into user space; the listeners, which classification needs whatever is
+/// shown, come from a second dump of the listening table alone, which is
+/// small.
+fn dump_netlink(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error> {
     let mut diag = netlink::DiagSocket::open()?;
     let mut sockets = Vec::new();
+    let filtered = cfg.filter.has_endpoint_filters();
     for &proto in &cfg.protos {
+        let listening = match proto {
+            Proto::Tcp => State::Listen.bit(),
+            Proto::Udp => State::Close.bit(),
+        };
         for &family in &cfg.families {
-            diag.dump(family, proto, cfg.dump_states(proto), &mut sockets)?;
+            let start = sockets.len();
+            let bytecode = if filtered {
+                bytecode::compile(&cfg.filter, family)
+            } else {
+                None
+            };
+            let states = if filtered {
+                cfg.wanted_states(proto)
+            } else {
+                cfg.dump_states(proto)
+            };
+            if states != 0 {
+                diag.dump_filtered(family, proto, states, bytecode.as_deref(), &mut sockets)?;
+            }
+            let matched = sockets.len() - start;
+            if filtered {
+                let mut context = Vec::new();
+                diag.dump_filtered(family, proto, listening, None, &mut context)?;
+                let known: HashSet<Option<u64>> =
+                    sockets[start..].iter().map(|s| s.cookie).collect();
+                sockets.extend(context.into_iter().filter(|s| !known.contains(&s.cookie)));
+            }
+            if cfg.verbose {
+                notices.push(format!(
+                    "netlink {}/{}: the kernel returned {matched} sockets{} and {} listeners for context",
+                    proto.name(),
+                    family.name(),
+                    if bytecode.is_some() { " (filtered in the kernel)" } else { "" },
+                    sockets.len() - start - matched
+                ));
+            }
         }
     }
     Ok(sockets)

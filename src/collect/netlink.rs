@@ -65,10 +65,48 @@ impl DiagSocket {
         states: u32,
         out: &mut Vec<Socket>,
     ) -> Result<(), NetlinkError> {
+        self.dump_filtered(family, proto, states, None, out)
+    }
+
+    /// Like [`DiagSocket::dump`], with inet_diag `bytecode`
+    /// (`bytecode::compile`) for the kernel to run on each socket: only the
+    /// sockets it accepts are sent. A kernel that refuses the program
+    /// (EINVAL from `inet_diag_bc_audit()`: an old one without
+    /// `INET_DIAG_BC_S_EQ`) gets the request again without it; user space
+    /// filters anyway.
+    pub fn dump_filtered(
+        &mut self,
+        family: Family,
+        proto: Proto,
+        states: u32,
+        bytecode: Option<&[u8]>,
+        out: &mut Vec<Socket>,
+    ) -> Result<(), NetlinkError> {
+        let start = out.len();
+        match self.dump_retrying(family, proto, states, bytecode, out) {
+            Err(NetlinkError::Decode(DecodeError::Kernel { errno }))
+                if errno == libc::EINVAL && bytecode.is_some() =>
+            {
+                out.truncate(start);
+                self.dump_retrying(family, proto, states, None, out)
+            }
+            result => result,
+        }
+    }
+
+    /// Dumps until a dump was not interrupted by a table change.
+    fn dump_retrying(
+        &mut self,
+        family: Family,
+        proto: Proto,
+        states: u32,
+        bytecode: Option<&[u8]>,
+        out: &mut Vec<Socket>,
+    ) -> Result<(), NetlinkError> {
         let start = out.len();
         for _ in 0..DUMP_RETRIES {
             out.truncate(start);
-            if !self.dump_once(family, proto, states, out)? {
+            if !self.dump_once(family, proto, states, bytecode, out)? {
                 return Ok(());
             }
         }
@@ -81,10 +119,11 @@ impl DiagSocket {
         family: Family,
         proto: Proto,
         states: u32,
+        bytecode: Option<&[u8]>,
         out: &mut Vec<Socket>,
     ) -> Result<bool, NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
-        let request = request_bytes(family, proto, states, self.seq);
+        let request = request_bytes(family, proto, states, self.seq, bytecode);
         self.socket.send(&request, 0).map_err(NetlinkError::Io)?;
         let mut interrupted = false;
         loop {
@@ -113,8 +152,22 @@ impl DiagSocket {
 }
 
 /// An `inet_diag_req_v2` dump request, with no extensions: they make every
-/// answer about 3.5 times larger and nothing here needs them yet.
-pub fn request_bytes(family: Family, proto: Proto, states: u32, seq: u32) -> Vec<u8> {
+/// answer about 3.5 times larger and nothing here needs them yet. With
+/// `bytecode`, the request carries it as its `INET_DIAG_REQ_BYTECODE`
+/// attribute, after the fixed part (`inet_diag_dump_start()` parses the
+/// attributes that follow `struct inet_diag_req_v2`).
+///
+/// # Panics
+///
+/// If `bytecode` does not fit an attribute (more than 65,531 bytes):
+/// `bytecode::compile` never makes one that long.
+pub fn request_bytes(
+    family: Family,
+    proto: Proto,
+    states: u32,
+    seq: u32,
+    bytecode: Option<&[u8]>,
+) -> Vec<u8> {
     let (af, socket_id) = match family {
         Family::Inet => (libc::AF_INET as u8, SocketId::new_v4()),
         Family::Inet6 => (libc::AF_INET6 as u8, SocketId::new_v6()),
@@ -140,5 +193,61 @@ pub fn request_bytes(family: Family, proto: Proto, states: u32, seq: u32) -> Vec
     message.finalize();
     let mut bytes = vec![0; message.buffer_len()];
     message.serialize(&mut bytes);
+    if let Some(bytecode) = bytecode {
+        append_attribute(&mut bytes, INET_DIAG_REQ_BYTECODE, bytecode);
+    }
     bytes
+}
+
+/// `INET_DIAG_REQ_BYTECODE` in `enum { INET_DIAG_REQ_NONE, ... }`.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+
+/// Appends a `struct nlattr` (`u16 nla_len; u16 nla_type;` and the payload,
+/// padded to 4 bytes: NLA_ALIGN) to a netlink message, and makes the
+/// message's `nlmsg_len` (its first 4 bytes) cover it.
+fn append_attribute(message: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    // the message ends aligned (NLMSG_ALIGN), so the attribute starts so
+    message.resize(message.len().next_multiple_of(4), 0);
+    let len = u16::try_from(4 + payload.len()).expect("an attribute of at most 65,535 bytes");
+    message.extend_from_slice(&len.to_ne_bytes());
+    message.extend_from_slice(&kind.to_ne_bytes());
+    message.extend_from_slice(payload);
+    message.resize(message.len().next_multiple_of(4), 0);
+    let total = u32::try_from(message.len()).expect("a message under 4 GiB");
+    message[..4].copy_from_slice(&total.to_ne_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sizeof(struct nlmsghdr)` + `sizeof(struct inet_diag_req_v2)`.
+    const FIXED: usize = 16 + 56;
+
+    #[test]
+    fn request_without_bytecode_is_the_fixed_part() {
+        let bytes = request_bytes(Family::Inet, Proto::Tcp, 1 << 10, 7, None);
+        assert_eq!(bytes.len(), FIXED);
+        assert_eq!(
+            u32::from_ne_bytes(bytes[..4].try_into().unwrap()),
+            FIXED as u32
+        );
+    }
+
+    #[test]
+    fn bytecode_follows_the_request_as_an_attribute() {
+        let bytecode = [11, 8, 12, 0, 0, 0, 22, 0];
+        let plain = request_bytes(Family::Inet6, Proto::Udp, !0, 3, None);
+        let bytes = request_bytes(Family::Inet6, Proto::Udp, !0, 3, Some(&bytecode));
+        assert_eq!(bytes.len(), FIXED + 4 + 8);
+        assert_eq!(
+            u32::from_ne_bytes(bytes[..4].try_into().unwrap()),
+            (FIXED + 12) as u32
+        );
+        // the fixed part is unchanged but for nlmsg_len
+        assert_eq!(bytes[4..FIXED], plain[4..]);
+        assert_eq!(bytes[FIXED..FIXED + 2], 12u16.to_ne_bytes());
+        assert_eq!(bytes[FIXED + 2..FIXED + 4], 1u16.to_ne_bytes());
+        assert_eq!(bytes[FIXED + 4..], bytecode);
+    }
 }

@@ -164,7 +164,7 @@ fn procfs_source_matches_netlink() {
                 let mut s = s.clone();
                 let o = s.as_object_mut().unwrap();
                 for k in ["cookie", "backlog", "timer"] {
-                    o.remove(k);
+                    o.shift_remove(k);
                 }
                 s.to_string()
             })

@@ -2,6 +2,7 @@
 //! Tests that need root and `ip netns` run in CI (as root); elsewhere they
 //! print why they skip.
 
+mod bytecode;
 mod compare;
 mod conntrack;
 mod decode;

@@ -492,3 +492,56 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn the_kernel_filters_ports_so_only_matches_cross() {
+    if !can_use_netns("the_kernel_filters_ports_so_only_matches_cross") {
+        return;
+    }
+    let ns = Netns::new("kfilter");
+    let _keep = ns.enter(|| {
+        let busy = TcpListener::bind("127.0.0.1:3400").unwrap();
+        let quiet = TcpListener::bind("127.0.0.1:3401").unwrap();
+        let mut held = Vec::new();
+        for _ in 0..300 {
+            held.push(TcpStream::connect("127.0.0.1:3400").unwrap());
+            held.push(busy.accept().unwrap().0);
+        }
+        for _ in 0..2 {
+            held.push(TcpStream::connect("127.0.0.1:3401").unwrap());
+            held.push(quiet.accept().unwrap().0);
+        }
+        (busy, quiet, held)
+    });
+    let said = |args: &[&str]| {
+        let mut argv = vec!["-v", "-4"];
+        argv.extend_from_slice(args);
+        let out = ns.sockwho(&argv);
+        assert!(out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        let line = err
+            .lines()
+            .find(|l| l.contains("netlink tcp/inet"))
+            .unwrap_or_else(|| panic!("{err}"))
+            .to_string();
+        (line, String::from_utf8(out.stdout).unwrap())
+    };
+    let (line, _) = said(&["-tan"]);
+    assert!(
+        line.contains("the kernel returned 606 sockets and 0 listeners"),
+        "{line}"
+    );
+    let (line, table) = said(&["-tan", "--sport", "3401"]);
+    assert!(
+        line.contains("the kernel returned 3 sockets (filtered in the kernel)"),
+        "{line}"
+    );
+    assert_eq!(table.lines().count(), 2 + 3, "{table}");
+    let (line, _) = said(&["-tn", "--dport", "3401"]);
+    assert!(
+        line.contains("the kernel returned 2 sockets (filtered in the kernel) and 2 listeners"),
+        "{line}"
+    );
+    let (line, _) = said(&["-tan", "--src", "127.0.0.9"]);
+    assert!(line.contains("the kernel returned 0 sockets"), "{line}");
+}

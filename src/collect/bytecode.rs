@@ -1,0 +1,1137 @@
+//! Kernel-side filtering of ports and addresses: the filter's `sport`,
+//! `dport`, `port`, `src` and `dst` as sock_diag bytecode, sent with the dump
+//! request as its `INET_DIAG_REQ_BYTECODE` attribute, so that sockets the
+//! user filtered out never cross into user space.
+//!
+//! The ABI is `include/uapi/linux/inet_diag.h`; the kernel runs the program
+//! in `inet_diag_bc_run()` and checks it beforehand in
+//! `inet_diag_bc_audit()` (`net/ipv4/inet_diag.c`). A program is a sequence
+//! of 4-byte aligned ops, `struct inet_diag_bc_op { u8 code; u8 yes; u16 no; }`,
+//! where `yes` and `no` are byte offsets, from the op, of the next op when the
+//! op's test is true or false. Jumps go forward only. The socket is accepted
+//! when the program runs off its end exactly, and rejected when it jumps 4
+//! bytes past it.
+//!
+//! The audit walks the program along the `yes` offsets and insists that each
+//! `no` lands on an op it walked through (`valid_cc()`), so every op here
+//! falls through on true (`yes` is its own length) and only `no` jumps; an
+//! unconditional jump is `INET_DIAG_BC_JMP`, whose `no` the kernel always
+//! takes.
+//!
+//! The filter is compiled as an AND of clauses, one per kind of filter, each
+//! an OR of alternatives, each an AND of (possibly negated) tests: the same
+//! shape as [`Filter::matches_socket`], which stays the reference. Every
+//! filter is applied again in user space, so bytecode that let too much
+//! through would only cost time; but it must never reject a socket that
+//! `matches_socket` accepts, and the tests hold it to exact agreement.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::filter::{Filter, PortSpec, Prefix};
+use crate::model::{Family, canonical, unspecified};
+
+// `enum { INET_DIAG_BC_NOP, ... }` in include/uapi/linux/inet_diag.h.
+const BC_JMP: u8 = 1;
+const BC_S_GE: u8 = 2;
+const BC_S_LE: u8 = 3;
+const BC_D_GE: u8 = 4;
+const BC_D_LE: u8 = 5;
+const BC_S_COND: u8 = 7;
+const BC_D_COND: u8 = 8;
+/// Later additions to the op set: a kernel without them refuses the
+/// program (EINVAL), and `DiagSocket::dump_filtered` then dumps without it.
+const BC_S_EQ: u8 = 11;
+const BC_D_EQ: u8 = 12;
+
+const AF_INET: u8 = libc::AF_INET as u8;
+const AF_INET6: u8 = libc::AF_INET6 as u8;
+
+/// The longest program an attribute can carry: `nla_len` is a u16 and
+/// includes the 4-byte attribute header.
+const MAX_LEN: usize = u16::MAX as usize - 4;
+
+/// The filter's ports and addresses (`sport`, `dport`, `port`, `src`, `dst`
+/// of [`Filter`]) as inet_diag bytecode for dumps of `family`; `None` when
+/// there is nothing to filter in the kernel (or the program would not fit an
+/// attribute: user space filters anyway).
+///
+/// Semantics are those of [`Filter::matches_socket`] for these fields: values
+/// of one kind OR, kinds AND; `port` is the local or the remote port; `src`
+/// is the local address, `dst` the remote one; a socket without a remote end
+/// (a listener, an unconnected UDP socket) matches no `dst` and no remote
+/// `port`. Prefixes of the other family never match, so a filter that can
+/// match nothing in `family` compiles to a program that rejects everything.
+///
+/// IPv4-mapped IPv6 addresses count as IPv4, as in [`Prefix::contains`]. The
+/// kernel does that itself: an `AF_INET` host condition tested on an
+/// `AF_INET6` socket matches when the socket's address is `::ffff:a.b.c.d`
+/// and `a.b.c.d` is inside the prefix (`inet_diag_bc_run()`), so an IPv4
+/// prefix is sent as such in IPv6 dumps too. The reverse needs help: an IPv6
+/// prefix that overlaps `::ffff:0:0/96` (`::/0`, `::/64`) would match mapped
+/// addresses in the kernel, which compares all 128 bits, so it is sent with
+/// "and the address is not mapped".
+pub fn compile(filter: &Filter, family: Family) -> Option<Vec<u8>> {
+    let clauses = [
+        any_of(&filter.sport, |p| vec![port_range(Side::Local, *p)]),
+        any_of(&filter.dport, |p| vec![port_range(Side::Remote, *p)]),
+        any_of(&filter.port, |p| {
+            let mut alternatives = vec![port_range(Side::Local, *p)];
+            alternatives.extend(remote_port(*p, family));
+            alternatives
+        }),
+        any_of(&filter.src, |p| host(Side::Local, p, family)),
+        any_of(&filter.dst, |p| {
+            let alternatives = host(Side::Remote, p, family);
+            // A socket without a remote end shows 0.0.0.0:0 or [::]:0 to the
+            // kernel; a prefix that holds that address must not match it.
+            if p.contains(unspecified(family)) {
+                with_remote_end(alternatives, family)
+            } else {
+                alternatives
+            }
+        }),
+    ];
+    let mut program = Vec::new();
+    for clause in clauses {
+        match clause {
+            Clause::Always => {}
+            Clause::Never => return Some(reject_all()),
+            Clause::AnyOf(alternatives) => program.push(alternatives),
+        }
+    }
+    if program.is_empty() {
+        return None;
+    }
+    emit(&program).filter(|bytes| bytes.len() <= MAX_LEN)
+}
+
+/// Which end of the socket a test looks at: the kernel's S_* and D_* ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Local,
+    Remote,
+}
+
+/// One test the kernel can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Test {
+    /// `port == n`, `port >= n`, `port <= n`.
+    PortEq(Side, u16),
+    PortGe(Side, u16),
+    PortLe(Side, u16),
+    /// The address is inside `addr/len`: an `inet_diag_hostcond` of the
+    /// address's family (`addr` is already masked to `len` bits).
+    Host(Side, IpAddr, u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Literal {
+    test: Test,
+    negated: bool,
+}
+
+fn is(test: Test) -> Literal {
+    Literal {
+        test,
+        negated: false,
+    }
+}
+
+fn not(test: Test) -> Literal {
+    Literal {
+        test,
+        negated: true,
+    }
+}
+
+/// Tests that must all be true; empty is true.
+type Conjunction = Vec<Literal>;
+
+/// Alternatives of which one must be true; empty is false.
+type Disjunction = Vec<Conjunction>;
+
+/// One kind of filter (all its `sport`s, say), simplified.
+enum Clause {
+    Always,
+    Never,
+    AnyOf(Disjunction),
+}
+
+/// The OR of `values`, each turned into alternatives by `alternatives`; an
+/// empty list filters nothing.
+fn any_of<T>(values: &[T], alternatives: impl Fn(&T) -> Disjunction) -> Clause {
+    if values.is_empty() {
+        return Clause::Always;
+    }
+    let all: Disjunction = values.iter().flat_map(alternatives).collect();
+    if all.iter().any(Vec::is_empty) {
+        Clause::Always
+    } else if all.is_empty() {
+        Clause::Never
+    } else {
+        Clause::AnyOf(all)
+    }
+}
+
+/// `lo <= port <= hi`, leaving out bounds every port meets.
+fn port_range(side: Side, p: PortSpec) -> Conjunction {
+    if p.lo == p.hi {
+        return vec![is(Test::PortEq(side, p.lo))];
+    }
+    let mut tests = Vec::new();
+    if p.lo > 0 {
+        tests.push(is(Test::PortGe(side, p.lo)));
+    }
+    if p.hi < u16::MAX {
+        tests.push(is(Test::PortLe(side, p.hi)));
+    }
+    tests
+}
+
+/// The socket has a remote end and its port is in `p`: `matches_socket`'s
+/// `s.remote.is_some() && p.contains(remote_port)`. The kernel sees a
+/// missing remote end as port 0, so only a range holding 0 needs more than
+/// a port test.
+fn remote_port(p: PortSpec, family: Family) -> Disjunction {
+    let mut alternatives = Vec::new();
+    if p.hi > 0 {
+        let nonzero = PortSpec {
+            lo: p.lo.max(1),
+            hi: p.hi,
+        };
+        alternatives.push(port_range(Side::Remote, nonzero));
+    }
+    if p.lo == 0 {
+        // port 0, with an address: a remote end all the same
+        alternatives.push(vec![
+            is(Test::PortEq(Side::Remote, 0)),
+            not(unspecified_host(family)),
+        ]);
+    }
+    alternatives
+}
+
+/// Each alternative, and the socket has a remote end: the decoder's
+/// `remote` is `None` exactly when the remote port is 0 and the address is
+/// unspecified, so "has one" is port >= 1 OR address specified.
+fn with_remote_end(alternatives: Disjunction, family: Family) -> Disjunction {
+    let mut out = Vec::new();
+    for conjunction in alternatives {
+        for extra in [
+            is(Test::PortGe(Side::Remote, 1)),
+            not(unspecified_host(family)),
+        ] {
+            let mut c = conjunction.clone();
+            c.push(extra);
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The remote address is 0.0.0.0 or `::`, as the kernel holds it for a
+/// socket without a remote end.
+fn unspecified_host(family: Family) -> Test {
+    match unspecified(family) {
+        IpAddr::V4(a) => Test::Host(Side::Remote, IpAddr::V4(a), 32),
+        IpAddr::V6(a) => Test::Host(Side::Remote, IpAddr::V6(a), 128),
+    }
+}
+
+/// The address on `side` is inside `prefix`, as [`Prefix::contains`] has it
+/// (mapped addresses are IPv4, on both sides of the comparison).
+fn host(side: Side, prefix: &Prefix, family: Family) -> Disjunction {
+    // Prefix::contains compares canonical addresses, with the length cut to
+    // the canonical family's: `::ffff:10.0.0.0/104` is 10.0.0.0/32 there.
+    let (addr, len) = match canonical(prefix.addr) {
+        IpAddr::V4(a) => (IpAddr::V4(a), prefix.len.min(32)),
+        IpAddr::V6(a) => (IpAddr::V6(a), prefix.len.min(128)),
+    };
+    let cond = Test::Host(side, mask(addr, len), len);
+    match (family, addr) {
+        // The kernel matches an AF_INET condition against AF_INET sockets,
+        // and against the IPv4-mapped addresses of AF_INET6 sockets.
+        (_, IpAddr::V4(_)) => vec![vec![is(cond)]],
+        // An IPv6 prefix never matches an IPv4 socket (the kernel agrees:
+        // the families differ), so leave it out of IPv4 dumps.
+        (Family::Inet, IpAddr::V6(_)) => vec![],
+        (Family::Inet6, IpAddr::V6(a)) if overlaps_mapped(a, len) => {
+            // `AF_INET 0.0.0.0/0` on an AF_INET6 socket: "address mapped".
+            let mapped = Test::Host(side, IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+            vec![vec![is(cond), not(mapped)]]
+        }
+        (Family::Inet6, IpAddr::V6(_)) => vec![vec![is(cond)]],
+    }
+}
+
+/// Whether `addr/len` holds some IPv4-mapped address (`::ffff:0:0/96`).
+fn overlaps_mapped(addr: Ipv6Addr, len: u8) -> bool {
+    let bits = u32::from(len.min(96));
+    let m = if bits == 0 {
+        0
+    } else {
+        u128::MAX << (128 - bits)
+    };
+    let block = u128::from(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0));
+    u128::from(addr) & m == block & m
+}
+
+/// `addr` with the bits past `len` cleared. The kernel ignores them
+/// (`bitstring_match()`), but a dump of the program reads better.
+fn mask(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+/// A program that rejects every socket: one jump past the end.
+fn reject_all() -> Vec<u8> {
+    let mut b = Builder::new();
+    b.jump(b.reject);
+    b.finish().expect("a 4-byte program")
+}
+
+/// The AND of `clauses`. For each clause, the alternatives are laid out one
+/// after the other: a failing test jumps to the next alternative (from the
+/// last one: reject), and an alternative whose tests all passed jumps over
+/// the rest to the next clause. After the last clause comes the end: accept.
+fn emit(clauses: &[Disjunction]) -> Option<Vec<u8>> {
+    let mut b = Builder::new();
+    for alternatives in clauses {
+        let done = b.label();
+        for (i, conjunction) in alternatives.iter().enumerate() {
+            let last = i + 1 == alternatives.len();
+            let next = if last { b.reject } else { b.label() };
+            for literal in conjunction {
+                if literal.negated {
+                    // true: on to the jump to `next`; false: past it
+                    let skip = b.label();
+                    b.test(literal.test, skip);
+                    b.jump(next);
+                    b.place(skip);
+                } else {
+                    b.test(literal.test, next);
+                }
+            }
+            if !last {
+                b.jump(done);
+                b.place(next);
+            }
+        }
+        b.place(done);
+    }
+    b.finish()
+}
+
+/// A place in the program, known once placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Label(usize);
+
+/// Lays out ops and resolves their `no` offsets at the end.
+struct Builder {
+    code: Vec<u8>,
+    /// Offsets of labels, once placed.
+    labels: Vec<Option<usize>>,
+    /// (offset of an op, the label its `no` jumps to).
+    jumps: Vec<(usize, Label)>,
+    /// 4 bytes past the end, where the kernel's run ends with `len == -4`.
+    reject: Label,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        let mut b = Builder {
+            code: Vec::new(),
+            labels: Vec::new(),
+            jumps: Vec::new(),
+            reject: Label(0),
+        };
+        b.reject = b.label();
+        b
+    }
+
+    fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+
+    fn place(&mut self, label: Label) {
+        self.labels[label.0] = Some(self.code.len());
+    }
+
+    /// An op whose test, when false, jumps to `no`; `yes` is its own
+    /// length: the audit walks the program along `yes` (`inet_diag_bc_audit`).
+    fn op(&mut self, code: u8, payload: &[u8], no: Label) {
+        let len = 4 + payload.len();
+        debug_assert!(len.is_multiple_of(4) && len <= usize::from(u8::MAX));
+        self.jumps.push((self.code.len(), no));
+        self.code.extend_from_slice(&[code, len as u8, 0, 0]);
+        self.code.extend_from_slice(payload);
+    }
+
+    /// `INET_DIAG_BC_JMP`: the kernel always takes its `no`; its `yes` (4)
+    /// is for the audit's walk.
+    fn jump(&mut self, to: Label) {
+        self.op(BC_JMP, &[], to);
+    }
+
+    fn test(&mut self, test: Test, no: Label) {
+        let port = |code: u8, port: u16| {
+            // the port sits in the `no` of a second op (`op[1].no`), which
+            // the audit skips (`valid_port_comparison`)
+            let [a, b] = port.to_ne_bytes();
+            (code, vec![0, 0, a, b])
+        };
+        let (code, payload) = match test {
+            Test::PortEq(Side::Local, p) => port(BC_S_EQ, p),
+            Test::PortEq(Side::Remote, p) => port(BC_D_EQ, p),
+            Test::PortGe(Side::Local, p) => port(BC_S_GE, p),
+            Test::PortGe(Side::Remote, p) => port(BC_D_GE, p),
+            Test::PortLe(Side::Local, p) => port(BC_S_LE, p),
+            Test::PortLe(Side::Remote, p) => port(BC_D_LE, p),
+            Test::Host(side, addr, len) => {
+                let code = match side {
+                    Side::Local => BC_S_COND,
+                    Side::Remote => BC_D_COND,
+                };
+                (code, hostcond(addr, len))
+            }
+        };
+        self.op(code, &payload, no);
+    }
+
+    /// The program, or `None` if a jump does not fit a u16.
+    fn finish(mut self) -> Option<Vec<u8>> {
+        let end = self.code.len();
+        self.labels[self.reject.0] = Some(end + 4);
+        for &(at, label) in &self.jumps {
+            let target = self.labels[label.0].expect("every label is placed");
+            let no = u16::try_from(target - at).ok()?;
+            self.code[at + 2..at + 4].copy_from_slice(&no.to_ne_bytes());
+        }
+        Some(self.code)
+    }
+}
+
+/// `struct inet_diag_hostcond { __u8 family; __u8 prefix_len; int port;
+/// __be32 addr[0]; }`: 8 bytes (two of padding before `port`), then the
+/// address; port -1 is any port.
+fn hostcond(addr: IpAddr, len: u8) -> Vec<u8> {
+    let family = match addr {
+        IpAddr::V4(_) => AF_INET,
+        IpAddr::V6(_) => AF_INET6,
+    };
+    let mut bytes = vec![family, len, 0, 0];
+    bytes.extend_from_slice(&(-1i32).to_ne_bytes());
+    match addr {
+        IpAddr::V4(a) => bytes.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => bytes.extend_from_slice(&a.octets()),
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::model::{Endpoint, Proto, Socket, State, Timer};
+
+    const BC_NOP: u8 = 0;
+
+    // ---- the kernel's side, ported from net/ipv4/inet_diag.c ----
+
+    /// `struct inet_diag_entry`: what `inet_diag_bc_sk()` fills from a socket.
+    struct Entry {
+        family: u8,
+        saddr: [u8; 16],
+        daddr: [u8; 16],
+        sport: u16,
+        dport: u16,
+    }
+
+    /// The entry of a socket as the decoder would have reported it: no
+    /// remote end is `0.0.0.0:0` / `[::]:0` in the kernel.
+    fn entry(s: &Socket) -> Entry {
+        let bytes = |a: IpAddr| match a {
+            IpAddr::V4(a) => {
+                let mut b = [0; 16];
+                b[..4].copy_from_slice(&a.octets());
+                b
+            }
+            IpAddr::V6(a) => a.octets(),
+        };
+        Entry {
+            family: match s.family {
+                Family::Inet => AF_INET,
+                Family::Inet6 => AF_INET6,
+            },
+            saddr: bytes(s.local.addr),
+            daddr: s.remote.map_or([0; 16], |r| bytes(r.addr)),
+            sport: s.local.port,
+            dport: s.remote.map_or(0, |r| r.port),
+        }
+    }
+
+    fn op_at(bc: &[u8], at: usize) -> (u8, u8, u16) {
+        (
+            bc[at],
+            bc[at + 1],
+            u16::from_ne_bytes([bc[at + 2], bc[at + 3]]),
+        )
+    }
+
+    /// `bitstring_match()`: the first `bits` bits of `a1` and `a2` agree.
+    fn bitstring_match(a1: &[u8], a2: &[u8], bits: u8) -> bool {
+        let words = usize::from(bits >> 5) * 4;
+        let bits = bits & 0x1f;
+        if a1[..words] != a2[..words] {
+            return false;
+        }
+        if bits != 0 {
+            let word = |a: &[u8]| u32::from_be_bytes(a[words..words + 4].try_into().unwrap());
+            let mask = u32::MAX << (32 - bits);
+            if (word(a1) ^ word(a2)) & mask != 0 {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The S_COND / D_COND case of `inet_diag_bc_run()`.
+    fn hostcond_run(op: &[u8], e: &Entry) -> bool {
+        let local = op[0] == BC_S_COND;
+        let (family, prefix_len) = (op[4], op[5]);
+        let port = i32::from_ne_bytes(op[8..12].try_into().unwrap());
+        let cond_addr = &op[12..];
+        if port != -1 && port != i32::from(if local { e.sport } else { e.dport }) {
+            return false;
+        }
+        let addr: &[u8] = if local { &e.saddr } else { &e.daddr };
+        if family != 0 && family != e.family {
+            return e.family == AF_INET6
+                && family == AF_INET
+                && addr[..10] == [0; 10]
+                && addr[10..12] == [0xff, 0xff]
+                && bitstring_match(&addr[12..], cond_addr, prefix_len);
+        }
+        prefix_len == 0 || bitstring_match(addr, cond_addr, prefix_len)
+    }
+
+    /// `inet_diag_bc_run()`: whether the program accepts the socket.
+    fn run(bc: &[u8], e: &Entry) -> bool {
+        let mut at = 0;
+        let mut len = bc.len() as i64;
+        while len > 0 {
+            let (code, yes, no) = op_at(bc, at);
+            let port = || u16::from_ne_bytes([bc[at + 6], bc[at + 7]]);
+            let truth = match code {
+                BC_NOP => true,
+                BC_JMP => false,
+                BC_S_EQ => e.sport == port(),
+                BC_S_GE => e.sport >= port(),
+                BC_S_LE => e.sport <= port(),
+                BC_D_EQ => e.dport == port(),
+                BC_D_GE => e.dport >= port(),
+                BC_D_LE => e.dport <= port(),
+                BC_S_COND | BC_D_COND => hostcond_run(&bc[at..], e),
+                other => panic!("op {other} is not one we emit"),
+            };
+            let step = if truth {
+                usize::from(yes)
+            } else {
+                usize::from(no)
+            };
+            at += step;
+            len -= step as i64;
+        }
+        len == 0
+    }
+
+    /// `valid_cc()`: `cc` bytes before the end is an op on the `yes` walk.
+    fn valid_cc(bc: &[u8], mut len: i64, cc: i64) -> bool {
+        let mut at = 0;
+        while len >= 0 {
+            if cc > len {
+                return false;
+            }
+            if cc == len {
+                return true;
+            }
+            let yes = i64::from(bc[at + 1]);
+            if yes < 4 || yes & 3 != 0 {
+                return false;
+            }
+            len -= yes;
+            at += yes as usize;
+        }
+        false
+    }
+
+    /// `inet_diag_bc_audit()`, for the ops we emit (the kernel's answer to
+    /// anything else is EINVAL, or EPERM for MARK_COND without CAP_NET_ADMIN).
+    fn audit(bc: &[u8]) -> Result<(), String> {
+        if bc.len() < 4 {
+            return Err("shorter than one op".into());
+        }
+        let total = bc.len() as i64;
+        let (mut at, mut len) = (0, total);
+        while len > 0 {
+            let (code, yes, no) = op_at(bc, at);
+            let (yes, no) = (i64::from(yes), i64::from(no));
+            let mut min_len = 4;
+            match code {
+                BC_S_COND | BC_D_COND => {
+                    // valid_hostcond()
+                    min_len += 8;
+                    if len < min_len {
+                        return Err(format!("{at}: hostcond cut short"));
+                    }
+                    let addr_len = match bc[at + 4] {
+                        0 => 0,
+                        AF_INET => 4,
+                        AF_INET6 => 16,
+                        f => return Err(format!("{at}: family {f}")),
+                    };
+                    min_len += addr_len;
+                    if len < min_len || i64::from(bc[at + 5]) > 8 * addr_len {
+                        return Err(format!("{at}: bad address or prefix length"));
+                    }
+                }
+                BC_S_EQ | BC_S_GE | BC_S_LE | BC_D_EQ | BC_D_GE | BC_D_LE => {
+                    // valid_port_comparison()
+                    min_len += 4;
+                    if len < min_len {
+                        return Err(format!("{at}: port comparison cut short"));
+                    }
+                }
+                BC_JMP | BC_NOP => {}
+                other => return Err(format!("{at}: unknown op {other}")),
+            }
+            if code != BC_NOP {
+                if no < min_len || no > len + 4 || no & 3 != 0 {
+                    return Err(format!("{at}: no={no} (len {len}, min {min_len})"));
+                }
+                if no < len && !valid_cc(bc, total, len - no) {
+                    return Err(format!("{at}: no={no} lands inside an op"));
+                }
+            }
+            if yes < min_len || yes > len + 4 || yes & 3 != 0 {
+                return Err(format!("{at}: yes={yes} (len {len}, min {min_len})"));
+            }
+            at += yes as usize;
+            len -= yes;
+        }
+        if len == 0 {
+            Ok(())
+        } else {
+            Err("the yes walk does not end at the end".into())
+        }
+    }
+
+    // ---- synthetic sockets and filters ----
+
+    fn sock(local: &str, remote: Option<&str>) -> Socket {
+        let local: SocketAddr = local.parse().unwrap();
+        let remote: Option<SocketAddr> = remote.map(|r| r.parse().unwrap());
+        let family = if local.is_ipv4() {
+            Family::Inet
+        } else {
+            Family::Inet6
+        };
+        if let Some(r) = remote {
+            assert_eq!(r.is_ipv4(), local.is_ipv4(), "one family per socket");
+            // the decoder never makes one of these: it is "no remote end"
+            assert!(!(r.port() == 0 && r.ip().is_unspecified()));
+        }
+        Socket {
+            proto: Proto::Tcp,
+            family,
+            state: if remote.is_some() {
+                State::Established
+            } else {
+                State::Listen
+            },
+            recv_q: 0,
+            send_q: 0,
+            backlog: None,
+            local: Endpoint::new(local.ip(), local.port()),
+            remote: remote.map(|r| Endpoint::new(r.ip(), r.port())),
+            uid: 0,
+            inode: 1,
+            cookie: None,
+            timer: Timer::OFF,
+            v6only: None,
+            processes: Vec::new(),
+        }
+    }
+
+    fn sockets() -> Vec<Socket> {
+        let pairs: &[(&str, Option<&str>)] = &[
+            ("0.0.0.0:22", None),
+            ("127.0.0.1:4000", None),
+            ("0.0.0.0:0", None),
+            ("0.0.0.0:68", None),
+            ("127.0.0.1:4000", Some("127.0.0.1:40000")),
+            ("127.0.0.1:40000", Some("127.0.0.1:4000")),
+            ("10.1.2.3:22", Some("192.168.1.5:51000")),
+            ("10.1.2.3:40001", Some("8.8.8.8:443")),
+            ("127.0.0.2:4003", Some("127.0.0.2:33000")),
+            ("10.0.0.1:5000", Some("10.0.0.2:0")),
+            ("10.0.0.1:5001", Some("0.0.0.0:53")),
+            ("192.168.1.1:65535", Some("10.9.9.9:1")),
+            ("[::]:22", None),
+            ("[::]:0", None),
+            ("[::ffff:10.0.0.1]:5000", None),
+            ("[::1]:4002", Some("[::1]:45000")),
+            ("[::1]:45000", Some("[::1]:4002")),
+            ("[::ffff:127.0.0.1]:4004", Some("[::ffff:127.0.0.1]:41000")),
+            ("[::ffff:10.1.2.3]:80", Some("[::ffff:192.168.1.5]:50000")),
+            ("[fe80::1]:22", Some("[fe80::2]:50001")),
+            ("[2001:db8::1]:443", Some("[2001:db8:1::9]:60000")),
+            ("[::ffff:0.0.0.0]:7", Some("[::ffff:0.0.0.0]:0")),
+            ("[::]:5353", Some("[::]:53")),
+            ("[::1]:6000", Some("[::1]:0")),
+            ("[::fffe:1.2.3.4]:1", Some("[::1]:2")),
+            ("[::1]:4001", Some("[::ffff:127.0.0.1]:0")),
+        ];
+        pairs.iter().map(|(l, r)| sock(l, *r)).collect()
+    }
+
+    const PORTS: &[&str] = &[
+        "0",
+        "0-10",
+        "1",
+        "22",
+        "53",
+        "80",
+        "443",
+        "4000",
+        "4000-4001",
+        "4002",
+        "1-65535",
+        "0-65535",
+        "65535",
+        "1000-2000",
+        "32768-60999",
+        "40000-65535",
+        "0-4000",
+    ];
+
+    const PREFIXES: &[&str] = &[
+        "0.0.0.0/0",
+        "0.0.0.0",
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "10.1.2.3",
+        "127.0.0.0/8",
+        "127.0.0.1",
+        "127.0.0.2/32",
+        "192.168.1.0/24",
+        "8.8.8.8/32",
+        "::/0",
+        "::",
+        "::/8",
+        "::/64",
+        "::/80",
+        "::/96",
+        "::1",
+        "fe80::/10",
+        "2001:db8::/32",
+        "::ffff:0:0/96",
+        "::ffff:10.0.0.0/104",
+        "::ffff:127.0.0.1",
+        "::fffe:0:0/95",
+        "::ffff:0.0.0.0/128",
+    ];
+
+    fn ports(list: &[&str]) -> Vec<PortSpec> {
+        list.iter()
+            .map(|p| PortSpec::parse(p, |_| None).unwrap())
+            .collect()
+    }
+
+    fn prefixes(list: &[&str]) -> Vec<Prefix> {
+        list.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
+    /// Runs the compiled program of `filter` on every socket and insists it
+    /// agrees with `Filter::matches_socket`; returns how many it accepted.
+    fn check(name: &str, filter: &Filter, sockets: &[Socket]) -> usize {
+        let mut accepted = 0;
+        for family in [Family::Inet, Family::Inet6] {
+            let program = compile(filter, family);
+            if let Some(bc) = &program {
+                audit(bc).unwrap_or_else(|e| panic!("{name} ({family:?}): audit: {e}: {bc:?}"));
+            }
+            for s in sockets.iter().filter(|s| s.family == family) {
+                let kernel = program.as_deref().is_none_or(|bc| run(bc, &entry(s)));
+                assert_eq!(
+                    kernel,
+                    filter.matches_socket(s),
+                    "{name} on {:?} -> {:?}: {program:?}",
+                    s.local,
+                    s.remote
+                );
+                accepted += usize::from(kernel);
+            }
+        }
+        accepted
+    }
+
+    // ---- byte layouts ----
+
+    fn op(code: u8, yes: u8, no: u16) -> Vec<u8> {
+        let [a, b] = no.to_ne_bytes();
+        vec![code, yes, a, b]
+    }
+
+    fn concat(parts: &[Vec<u8>]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn single_port() {
+        let f = Filter {
+            sport: ports(&["22"]),
+            ..Filter::default()
+        };
+        // S_EQ, yes to the end (8: accept), no to 8 + 4 (reject); the port
+        // in the second op's `no`
+        let want = concat(&[op(BC_S_EQ, 8, 12), op(0, 0, 22)]);
+        assert_eq!(compile(&f, Family::Inet), Some(want.clone()));
+        assert_eq!(compile(&f, Family::Inet6), Some(want));
+    }
+
+    #[test]
+    fn port_range() {
+        let f = Filter {
+            dport: ports(&["1000-2000"]),
+            ..Filter::default()
+        };
+        let want = concat(&[
+            op(BC_D_GE, 8, 20), // 0: reject is 16 + 4
+            op(0, 0, 1000),
+            op(BC_D_LE, 8, 12), // 8: reject is 20 - 8
+            op(0, 0, 2000),
+        ]);
+        assert_eq!(compile(&f, Family::Inet), Some(want));
+        // open-ended ranges drop the bound every port meets
+        let f = Filter {
+            sport: ports(&["1024-65535"]),
+            ..Filter::default()
+        };
+        let want = concat(&[op(BC_S_GE, 8, 12), op(0, 0, 1024)]);
+        assert_eq!(compile(&f, Family::Inet), Some(want));
+    }
+
+    #[test]
+    fn or_of_two_ports() {
+        let f = Filter {
+            sport: ports(&["22", "80"]),
+            ..Filter::default()
+        };
+        let want = concat(&[
+            op(BC_S_EQ, 8, 12), // 0: not 22, try 80 at 12
+            op(0, 0, 22),
+            op(BC_JMP, 4, 12),  // 8: was 22, on to the end at 20
+            op(BC_S_EQ, 8, 12), // 12: not 80 either: reject at 24
+            op(0, 0, 80),
+        ]);
+        assert_eq!(compile(&f, Family::Inet), Some(want));
+    }
+
+    #[test]
+    fn sport_and_dst_prefix() {
+        let f = Filter {
+            sport: ports(&["22"]),
+            dst: prefixes(&["10.0.0.0/8"]),
+            ..Filter::default()
+        };
+        let mut hostcond = vec![AF_INET, 8, 0, 0];
+        hostcond.extend_from_slice(&(-1i32).to_ne_bytes());
+        hostcond.extend_from_slice(&[10, 0, 0, 0]);
+        let want = concat(&[
+            op(BC_S_EQ, 8, 28), // 0: reject is 24 + 4
+            op(0, 0, 22),
+            op(BC_D_COND, 16, 20), // 8: reject is 28 - 8
+            hostcond,
+        ]);
+        assert_eq!(compile(&f, Family::Inet), Some(want.clone()));
+        // the same AF_INET condition serves IPv6 dumps: the kernel matches
+        // it against mapped addresses
+        assert_eq!(compile(&f, Family::Inet6), Some(want));
+    }
+
+    #[test]
+    fn ipv6_prefix() {
+        let f = Filter {
+            src: prefixes(&["2001:db8::/32"]),
+            ..Filter::default()
+        };
+        let mut want = op(BC_S_COND, 28, 32);
+        want.extend_from_slice(&[AF_INET6, 32, 0, 0]);
+        want.extend_from_slice(&(-1i32).to_ne_bytes());
+        want.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        want.extend_from_slice(&[0; 12]);
+        assert_eq!(compile(&f, Family::Inet6), Some(want));
+    }
+
+    #[test]
+    fn nothing_to_filter_and_nothing_to_match() {
+        assert_eq!(compile(&Filter::default(), Family::Inet), None);
+        let everything = Filter {
+            sport: ports(&["22", "0-65535"]),
+            states: Some(State::Listen.bit()),
+            pid: vec![1],
+            ..Filter::default()
+        };
+        assert_eq!(compile(&everything, Family::Inet6), None);
+        // an IPv6 prefix in an IPv4 dump: one jump past the end
+        let v6 = Filter {
+            sport: ports(&["22"]),
+            src: prefixes(&["fe80::/10"]),
+            ..Filter::default()
+        };
+        assert_eq!(compile(&v6, Family::Inet), Some(op(BC_JMP, 4, 8)));
+        audit(&op(BC_JMP, 4, 8)).unwrap();
+        assert!(!run(&op(BC_JMP, 4, 8), &entry(&sock("1.2.3.4:22", None))));
+    }
+
+    #[test]
+    fn mapped_addresses() {
+        let mapped = sock("[::ffff:10.1.2.3]:80", Some("[::ffff:192.168.1.5]:50000"));
+        let native = sock("10.1.2.3:80", Some("192.168.1.5:50000"));
+        let f = Filter {
+            src: prefixes(&["10.0.0.0/8"]),
+            dst: prefixes(&["192.168.0.0/16"]),
+            ..Filter::default()
+        };
+        for s in [&mapped, &native] {
+            assert!(run(&compile(&f, s.family).unwrap(), &entry(s)));
+        }
+        // ::/0 holds mapped addresses for the kernel, not for Prefix::contains
+        let f = Filter {
+            src: prefixes(&["::/0"]),
+            ..Filter::default()
+        };
+        let bc = compile(&f, Family::Inet6).unwrap();
+        assert!(!run(&bc, &entry(&mapped)));
+        assert!(run(&bc, &entry(&sock("[::1]:1", None))));
+    }
+
+    #[test]
+    fn twenty_ports_jump_far() {
+        let list: Vec<String> = (0..20).map(|i| (1000 + 7 * i).to_string()).collect();
+        let list: Vec<&str> = list.iter().map(String::as_str).collect();
+        let f = Filter {
+            port: ports(&list),
+            dst: prefixes(&["127.0.0.0/8", "::1"]),
+            ..Filter::default()
+        };
+        let bc = compile(&f, Family::Inet6).unwrap();
+        let (_, _, first_no) = op_at(&bc, 0);
+        let longest = (0..bc.len())
+            .step_by(4)
+            .filter(|&at| [BC_JMP, BC_S_EQ, BC_D_EQ].contains(&bc[at]))
+            .map(|at| op_at(&bc, at).2)
+            .max()
+            .unwrap();
+        assert_eq!(first_no, 12);
+        assert!(longest > 255, "a jump past what a u8 holds: {longest}");
+        let mut extra = sockets();
+        for p in [1000, 1007, 1133, 1134, 999] {
+            extra.push(sock(&format!("127.0.0.1:{p}"), Some("127.0.0.1:50000")));
+            extra.push(sock("127.0.0.1:50000", Some(&format!("127.0.0.1:{p}"))));
+            extra.push(sock(&format!("[::1]:{p}"), Some("[::1]:50000")));
+            extra.push(sock(
+                &format!("[::ffff:127.0.0.1]:{p}"),
+                Some("[::ffff:127.0.0.5]:50000"),
+            ));
+        }
+        assert!(check("20 ports", &f, &extra) > 0);
+    }
+
+    #[test]
+    fn too_long_for_an_attribute() {
+        let many = |n: u16| Filter {
+            sport: (1..=n).map(|p| PortSpec { lo: p, hi: p }).collect(),
+            ..Filter::default()
+        };
+        // 12 bytes a port (S_EQ and a jump), 8 for the last
+        let bc = compile(&many(5000), Family::Inet).unwrap();
+        assert_eq!(bc.len(), 12 * 5000 - 4);
+        audit(&bc).unwrap();
+        assert!(run(&bc, &entry(&sock("1.1.1.1:4999", None))));
+        assert!(!run(&bc, &entry(&sock("1.1.1.1:5001", None))));
+        assert_eq!(compile(&many(6000), Family::Inet), None);
+    }
+
+    #[test]
+    fn agrees_with_matches_socket_on_a_table() {
+        let sockets = sockets();
+        let table: Vec<(&str, Filter)> = vec![
+            (
+                "sport 22",
+                Filter {
+                    sport: ports(&["22"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "dport 0",
+                Filter {
+                    dport: ports(&["0"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "port 0",
+                Filter {
+                    port: ports(&["0"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "port 0-10",
+                Filter {
+                    port: ports(&["0-10"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "port 4000-4002",
+                Filter {
+                    port: ports(&["4000-4002"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "src 127/8",
+                Filter {
+                    src: prefixes(&["127.0.0.0/8"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "src ::/0",
+                Filter {
+                    src: prefixes(&["::/0"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "src ::/80",
+                Filter {
+                    src: prefixes(&["::/80"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "dst 0/0",
+                Filter {
+                    dst: prefixes(&["0.0.0.0/0"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "dst ::/0",
+                Filter {
+                    dst: prefixes(&["::/0"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "dst ::",
+                Filter {
+                    dst: prefixes(&["::"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "dst 0.0.0.0",
+                Filter {
+                    dst: prefixes(&["0.0.0.0"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "src v4 or v6",
+                Filter {
+                    src: prefixes(&["10.0.0.0/8", "::1", "fe80::/10"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "sport 4000 and dst 127.0.0.1",
+                Filter {
+                    sport: ports(&["4000"]),
+                    dst: prefixes(&["127.0.0.1"]),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "everything at once",
+                Filter {
+                    sport: ports(&["1-65535", "0"]),
+                    dport: ports(&["40000-65535", "0", "53"]),
+                    port: ports(&["0-4000", "65535"]),
+                    src: prefixes(&["0.0.0.0/0", "::/0"]),
+                    dst: prefixes(&["0.0.0.0/0", "::/64"]),
+                    ..Filter::default()
+                },
+            ),
+        ];
+        let mut accepted = 0;
+        for (name, filter) in &table {
+            accepted += check(name, filter, &sockets);
+        }
+        assert!(accepted > 0);
+    }
+
+    /// xorshift64: enough randomness for picking filters, reproducibly.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> Vec<&'a str> {
+            // most kinds unused, like on a command line
+            let n = [0, 0, 0, 1, 1, 2, 3][self.below(7)];
+            (0..n).map(|_| from[self.below(from.len())]).collect()
+        }
+    }
+
+    #[test]
+    fn agrees_with_matches_socket_on_random_filters() {
+        let sockets = sockets();
+        let mut rng = Rng(0x5eed_50c4_d1a6);
+        let (mut accepted, mut filtered) = (0, 0);
+        for i in 0..3000 {
+            let f = Filter {
+                sport: ports(&rng.pick(PORTS)),
+                dport: ports(&rng.pick(PORTS)),
+                port: ports(&rng.pick(PORTS)),
+                src: prefixes(&rng.pick(PREFIXES)),
+                dst: prefixes(&rng.pick(PREFIXES)),
+                ..Filter::default()
+            };
+            filtered += usize::from(compile(&f, Family::Inet6).is_some());
+            accepted += check(&format!("random filter {i}: {f:?}"), &f, &sockets);
+        }
+        // the draw exercised both outcomes
+        assert!(accepted > 1000 && filtered > 1000, "{accepted} {filtered}");
+    }
+}
