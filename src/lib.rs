@@ -70,11 +70,25 @@ pub fn run(
 }
 
 /// Collects and classifies every namespace the configuration names.
-/// `memory` is what watch mode saw in earlier refreshes, by namespace inode.
+/// What watch mode keeps from one refresh to the next, so that a refresh
+/// costs no more than a one-shot run: owners of sockets already seen, names
+/// already looked up, and what earlier refreshes saw (by namespace inode).
+#[derive(Debug, Default)]
+pub struct Cache {
+    owners: HashMap<u64, Vec<model::Process>>,
+    names: Option<Names>,
+    pub memory: HashMap<u64, Memory>,
+    /// How often /proc was walked for owners (said with -v).
+    pub owner_walks: usize,
+    pub refreshes: u64,
+}
+
+/// Collects and classifies every namespace the configuration names; `cache`
+/// carries what earlier refreshes of watch mode learnt.
 pub fn look(
     cfg: &Config,
     notices: &mut Notices,
-    memory: Option<&HashMap<u64, Memory>>,
+    mut cache: Option<&mut Cache>,
 ) -> Result<Vec<Part>, Error> {
     let labelled = cfg.netns.is_some() || cfg.all_netns;
     let mut collected = Vec::new();
@@ -123,7 +137,15 @@ pub fn look(
     // namespaces, only where FTP is in use or -p asks for them.
     let ftp = |s: &Snapshot| cfg.ftp_view || uses_ftp_port(s, &cfg.ftp_ports);
     if cfg.program || cfg.filter.needs_owners() || collected.iter().any(|(_, _, s, _)| ftp(s)) {
-        fill_owners(cfg, collected.iter_mut().map(|(_, _, s, _)| s), notices)?;
+        let owners = cache
+            .as_deref_mut()
+            .map(|c| (&mut c.owners, &mut c.owner_walks));
+        fill_owners(
+            cfg,
+            collected.iter_mut().map(|(_, _, s, _)| s),
+            owners,
+            notices,
+        )?;
     }
     Ok(collected
         .into_iter()
@@ -133,7 +155,7 @@ pub fn look(
                 classify::Context {
                     conntrack: conntrack.as_ref().and_then(|c| c.as_ref().ok()),
                     ftp_ports: &cfg.ftp_ports,
-                    memory: memory.and_then(|m| m.get(&inode)),
+                    memory: cache.as_deref().and_then(|c| c.memory.get(&inode)),
                 },
             );
             Part {
@@ -191,6 +213,16 @@ fn collect_one(cfg: &Config, notices: &mut Notices) -> Result<(Snapshot, Conntra
 }
 
 pub fn render(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> std::io::Result<()> {
+    render_cached(cfg, parts, &mut Cache::default(), out)
+}
+
+/// Renders, looking names up only once per `cache`.
+pub fn render_cached(
+    cfg: &Config,
+    parts: &[Part],
+    cache: &mut Cache,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let palette = Palette::new(cfg.color);
     if cfg.ftp_view {
         return render::ftp::write(parts, palette, out);
@@ -201,10 +233,11 @@ pub fn render(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> std::io::Res
         // one look: every socket is new
         Format::Jsonl => render::watch::Events::default().write(cfg, parts, out),
         Format::Table => {
-            let names = load_names(cfg, parts);
+            let names = cache.names.get_or_insert_with(|| load_names(cfg));
+            resolve_hosts(cfg, parts, names);
             let table = render::table::Table {
                 cfg,
-                names: &names,
+                names,
                 palette,
             };
             table.write(parts, out)
@@ -239,9 +272,12 @@ fn uses_ftp_port(snapshot: &Snapshot, extra: &[u16]) -> bool {
     })
 }
 
+/// Fills in the owners of every socket with an inode. With a `cache` (watch
+/// mode), /proc is walked only when a socket not seen before needs one.
 fn fill_owners<'a>(
     cfg: &Config,
     snapshots: impl Iterator<Item = &'a mut Snapshot>,
+    cache: Option<(&mut HashMap<u64, Vec<model::Process>>, &mut usize)>,
     notices: &mut Notices,
 ) -> Result<(), Error> {
     let snapshots: Vec<&mut Snapshot> = snapshots.collect();
@@ -250,19 +286,42 @@ fn fill_owners<'a>(
         .flat_map(|s| s.sockets.iter().map(|s| s.inode))
         .filter(|&i| i != 0)
         .collect();
-    let mut owners = collect::owners(cfg, &wanted, notices)?;
+    let fresh;
+    let owners = match cache {
+        Some((cache, walks)) => {
+            if wanted.iter().any(|i| !cache.contains_key(i)) {
+                *walks += 1;
+                let mut found = collect::owners(cfg, &wanted, notices)?;
+                // sockets without a visible owner are remembered as such
+                cache.clear();
+                cache.extend(
+                    wanted
+                        .iter()
+                        .map(|&i| (i, found.remove(&i).unwrap_or_default())),
+                );
+            } else {
+                // forget the sockets that are gone
+                cache.retain(|i, _| wanted.contains(i));
+            }
+            &*cache
+        }
+        None => {
+            fresh = collect::owners(cfg, &wanted, notices)?;
+            &fresh
+        }
+    };
     for snapshot in snapshots {
         for s in &mut snapshot.sockets {
-            if let Some(list) = owners.remove(&s.inode) {
-                s.processes = list;
+            if let Some(list) = owners.get(&s.inode) {
+                s.processes = list.clone();
             }
         }
     }
     Ok(())
 }
 
-/// Looks up only the names the table will show.
-fn load_names(cfg: &Config, parts: &[Part]) -> Names {
+/// Loads only the names the table will show.
+fn load_names(cfg: &Config) -> Names {
     let mut names = Names::default();
     if !cfg.numeric {
         names.services = Some(Services::load("/etc/services".as_ref()));
@@ -270,6 +329,11 @@ fn load_names(cfg: &Config, parts: &[Part]) -> Names {
             names.users = Some(Users::load("/etc/passwd".as_ref()));
         }
     }
+    names
+}
+
+/// With `-r`, looks up the host names of addresses not looked up before.
+fn resolve_hosts(cfg: &Config, parts: &[Part], names: &mut Names) {
     if cfg.resolve {
         let addrs: HashSet<_> = parts
             .iter()
@@ -277,13 +341,13 @@ fn load_names(cfg: &Config, parts: &[Part]) -> Names {
             .flat_map(|r| {
                 std::iter::once(r.socket.local.addr).chain(r.socket.remote.map(|e| e.addr))
             })
-            .filter(|a| !a.is_unspecified())
+            .filter(|a| !a.is_unspecified() && !names.looked_up.contains(a))
             .collect();
         for addr in addrs {
+            names.looked_up.insert(addr);
             if let Some(name) = names::host_name(addr) {
                 names.hosts.insert(addr, name);
             }
         }
     }
-    names
 }

@@ -31,8 +31,8 @@ pub struct Memory {
 
 impl Memory {
     /// Takes in one refresh's sockets.
-    pub fn learn(&mut self, sockets: &[Socket]) {
-        for s in sockets.iter().filter(|s| s.proto == Proto::Tcp) {
+    pub fn learn<'a>(&mut self, sockets: impl Iterator<Item = &'a Socket>) {
+        for s in sockets.filter(|s| s.proto == Proto::Tcp) {
             match s.state {
                 State::Listen => {
                     self.listeners
@@ -74,7 +74,7 @@ mod tests {
         let mut syn = listener(Proto::Tcp, "10.0.0.1", 40000, None);
         syn.state = State::SynSent;
         syn.remote = Some(Endpoint::new("10.0.0.2".parse().unwrap(), 21));
-        m.learn(&[l, syn.clone()]);
+        m.learn([l, syn.clone()].iter());
         assert!(m.listener_was_on(&Endpoint::new("10.0.0.1".parse().unwrap(), 50000)));
         assert!(!m.listener_was_on(&Endpoint::new("10.0.0.1".parse().unwrap(), 50001)));
         syn.state = State::Established;

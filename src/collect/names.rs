@@ -13,6 +13,8 @@ pub struct Names {
     pub services: Option<Services>,
     pub users: Option<Users>,
     pub hosts: HashMap<IpAddr, String>,
+    /// Addresses already asked about, with or without an answer.
+    pub looked_up: std::collections::HashSet<IpAddr>,
 }
 
 impl Names {

@@ -19,14 +19,14 @@ use serde_json::{Value, json};
 
 use crate::classify::Row;
 use crate::classify::direction::Direction;
-use crate::classify::memory::Memory;
+
 use crate::cli::Format;
 use crate::collect::Notices;
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::State;
 use crate::render::json::socket_of;
-use crate::{Part, shown};
+use crate::{Cache, Part, shown};
 
 /// Set by SIGINT and SIGTERM: the loop ends cleanly at the next step.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -57,7 +57,23 @@ fn install_handlers() {
 /// Runs watch mode until it is told to stop.
 pub fn run(cfg: &Config, out: &mut dyn Write, notices: &mut Notices) -> Result<(), Error> {
     install_handlers();
-    let mut memory: HashMap<u64, Memory> = HashMap::new();
+    let mut cache = Cache::default();
+    let result = refresh(cfg, out, notices, &mut cache);
+    if cfg.verbose {
+        notices.push(format!(
+            "owners: /proc walked {} times in {} refreshes",
+            cache.owner_walks, cache.refreshes
+        ));
+    }
+    result
+}
+
+fn refresh(
+    cfg: &Config,
+    out: &mut dyn Write,
+    notices: &mut Notices,
+    cache: &mut Cache,
+) -> Result<(), Error> {
     let mut events = Events::default();
     let mut screen = if cfg.stdout_is_tty && cfg.format == Format::Table {
         Some(Screen::enter().map_err(Error::Output)?)
@@ -67,26 +83,32 @@ pub fn run(cfg: &Config, out: &mut dyn Write, notices: &mut Notices) -> Result<(
     let mut refreshes = 0u64;
     loop {
         let started = Instant::now();
-        let parts = crate::look(cfg, notices, Some(&memory))?;
+        let parts = crate::look(cfg, notices, Some(&mut *cache))?;
         for p in &parts {
-            let sockets: Vec<_> = p.rows.iter().map(|r| r.socket.clone()).collect();
-            memory.entry(p.inode).or_default().learn(&sockets);
+            cache
+                .memory
+                .entry(p.inode)
+                .or_default()
+                .learn(p.rows.iter().map(|r| &r.socket));
         }
         let now = timestamp(SystemTime::now());
         match (&mut screen, cfg.format) {
-            (Some(screen), _) => screen.show(cfg, &parts, &now).map_err(Error::Output)?,
+            (Some(screen), _) => screen
+                .show(cfg, &parts, &now, cache)
+                .map_err(Error::Output)?,
             (None, Format::Jsonl) => events
                 .write_at(cfg, &parts, &now, out)
                 .map_err(Error::Output)?,
             (None, _) => {
                 writeln!(out, "sockwho {now} (every {}s)", cfg.interval.as_secs_f64())
-                    .and_then(|()| crate::render(cfg, &parts, out))
+                    .and_then(|()| crate::render_cached(cfg, &parts, cache, out))
                     .and_then(|()| writeln!(out))
                     .map_err(Error::Output)?;
             }
         }
         out.flush().map_err(Error::Output)?;
         refreshes += 1;
+        cache.refreshes = refreshes;
         if cfg.count.is_some_and(|n| refreshes >= n) {
             return Ok(());
         }
@@ -318,13 +340,19 @@ impl Screen {
     }
 
     /// Builds and draws one refresh.
-    pub fn show(&mut self, cfg: &Config, parts: &[Part], time: &str) -> io::Result<()> {
+    pub fn show(
+        &mut self,
+        cfg: &Config,
+        parts: &[Part],
+        time: &str,
+        cache: &mut Cache,
+    ) -> io::Result<()> {
         let plain = Config {
             color: false,
             ..cfg.clone()
         };
         let mut table = Vec::new();
-        crate::render(&plain, parts, &mut table)?;
+        crate::render_cached(&plain, parts, cache, &mut table)?;
         let text = String::from_utf8_lossy(&table).into_owned();
         let mut lines = text.lines();
         let (title, columns) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));

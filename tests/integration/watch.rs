@@ -545,3 +545,52 @@ fn the_kernel_filters_ports_so_only_matches_cross() {
     let (line, _) = said(&["-tan", "--src", "127.0.0.9"]);
     assert!(line.contains("the kernel returned 0 sockets"), "{line}");
 }
+
+#[test]
+fn a_refresh_walks_proc_only_for_sockets_not_seen_before() {
+    if !can_use_netns("a_refresh_walks_proc_only_for_sockets_not_seen_before") {
+        return;
+    }
+    let ns = Netns::new("cache");
+    let listener = ns.enter(|| TcpListener::bind("127.0.0.1:3500").unwrap());
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            BIN,
+            "-tanp",
+            "-v",
+            "-c",
+            "--interval",
+            "0.3",
+            "--count",
+            "8",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // after the third refresh, a new connection: one more walk, no more
+    let mut blocks = 0;
+    let mut keep = None;
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("sockwho 20") {
+            blocks += 1;
+            if blocks == 3 {
+                let c = ns.enter(|| TcpStream::connect("127.0.0.1:3500").unwrap());
+                keep = Some((c, listener.accept().unwrap()));
+            }
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(blocks, 8);
+    assert!(
+        err.contains("owners: /proc walked 2 times in 8 refreshes"),
+        "{err}"
+    );
+    drop(keep);
+}
