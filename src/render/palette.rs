@@ -16,6 +16,10 @@ impl Palette {
         Palette { enabled }
     }
 
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     fn pick(&self, style: Style) -> Style {
         if self.enabled { style } else { Style::new() }
     }

@@ -23,7 +23,7 @@ use crate::classify::ftp::{Mode, Role};
 use crate::classify::ports::PortClass;
 use crate::collect::names::Names;
 use crate::config::{Config, Show};
-use crate::model::{Endpoint, Family, PortRange, Proto, Socket, unspecified};
+use crate::model::{Endpoint, Family, PortRange, Proto, Socket};
 
 pub struct Table<'a> {
     pub cfg: &'a Config,
@@ -76,6 +76,11 @@ impl Table<'_> {
     }
 
     /// Writes the rows of every part that the options show.
+    ///
+    /// Two passes over one arena: the first writes every cell's text into a
+    /// single `String` (recording where each ends) and measures the columns,
+    /// the second pads and writes. No cell is a `String` of its own: a table
+    /// of 200,000 rows costs one buffer, not two million allocations.
     pub fn write(&self, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
         let title = match self.cfg.show {
             Show::All => "Active Internet connections (servers and established)",
@@ -84,116 +89,178 @@ impl Table<'_> {
         };
         writeln!(out, "{title}")?;
         let columns = self.columns();
-        let cells: Vec<Vec<(String, Style)>> = crate::shown(self.cfg, parts)
-            .map(|(p, r)| self.cells(p, r))
-            .collect();
+        let n = columns.len();
         let mut widths: Vec<usize> = columns.iter().map(|c| c.title.len()).collect();
-        for row in &cells {
-            for (w, (text, _)) in widths.iter_mut().zip(row) {
-                *w = (*w).max(text.chars().count());
+        let mut arena = String::new();
+        let mut ends: Vec<u32> = Vec::new();
+        for (part, row) in crate::shown(self.cfg, parts) {
+            let mut start = arena.len();
+            self.cells(part, row, &mut arena, &mut |arena: &str, col: usize| {
+                let cell = &arena[start..];
+                let width = if cell.is_ascii() {
+                    cell.len()
+                } else {
+                    cell.chars().count()
+                };
+                widths[col] = widths[col].max(width);
+                ends.push(arena.len() as u32);
+                start = arena.len();
+            });
+        }
+        let mut line = String::with_capacity(256);
+        let header = columns.iter().map(|c| (c.title, self.palette.header()));
+        self.line(&columns, &widths, header, &mut line);
+        out.write_all(line.as_bytes())?;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut from = 0usize;
+        let rows = crate::shown(self.cfg, parts).map(|(_, r)| r);
+        for (row, row_ends) in rows.zip(ends.chunks_exact(n)) {
+            let cells = row_ends.iter().map(|&to| {
+                let cell = &arena[from..to as usize];
+                from = to as usize;
+                cell
+            });
+            line.clear();
+            self.line(&columns, &widths, cells.zip(self.styles(row, n)), &mut line);
+            buf.extend_from_slice(line.as_bytes());
+            if buf.len() >= 60 * 1024 {
+                out.write_all(&buf)?;
+                buf.clear();
             }
         }
-        let header: Vec<(String, Style)> = columns
-            .iter()
-            .map(|c| (c.title.to_string(), self.palette.header()))
-            .collect();
-        self.line(&columns, &widths, &header, out)?;
-        for row in &cells {
-            self.line(&columns, &widths, row, out)?;
-        }
-        Ok(())
+        out.write_all(&buf)
     }
 
-    fn line(
+    /// The style of each cell of a row: state and direction coloured.
+    fn styles(&self, row: &Row, n: usize) -> impl Iterator<Item = Style> {
+        let first = usize::from(self.labelled());
+        let state = self.palette.state(row.socket.state);
+        let direction = self.palette.direction(row.labels.direction.direction);
+        (0..n).map(move |i| match i.checked_sub(first) {
+            Some(5) => state,
+            Some(6) => direction,
+            _ => Style::new(),
+        })
+    }
+
+    /// Pads and joins one row into `line`; the last column is not padded.
+    fn line<'c>(
         &self,
         columns: &[Column],
         widths: &[usize],
-        cells: &[(String, Style)],
-        out: &mut dyn Write,
-    ) -> io::Result<()> {
-        let last = cells.len() - 1;
-        for (i, (text, style)) in cells.iter().enumerate() {
-            let pad = widths[i] - text.chars().count();
+        cells: impl Iterator<Item = (&'c str, Style)>,
+        line: &mut String,
+    ) {
+        let last = columns.len() - 1;
+        for (i, (text, style)) in cells.enumerate() {
+            let width = if text.is_ascii() {
+                text.len()
+            } else {
+                text.chars().count()
+            };
+            let pad = widths[i].saturating_sub(width);
             if i > 0 {
-                out.write_all(b" ")?;
+                line.push(' ');
             }
             if columns[i].right {
-                write!(out, "{:pad$}", "")?;
+                push_spaces(line, pad);
             }
-            write!(out, "{}", style.style(text))?;
+            if self.palette.enabled() && style != Style::new() {
+                let _ = write!(line, "{}", style.style(text));
+            } else {
+                line.push_str(text);
+            }
             if !columns[i].right && i != last {
-                write!(out, "{:pad$}", "")?;
+                push_spaces(line, pad);
             }
         }
-        out.write_all(b"\n")
+        line.push('\n');
     }
 
-    fn cells(&self, part: &Part, row: &Row) -> Vec<(String, Style)> {
+    /// Writes the cells of one row into `arena`, calling `done(arena, column)`
+    /// after each.
+    fn cells(&self, part: &Part, row: &Row, arena: &mut String, done: &mut dyn FnMut(&str, usize)) {
         let s = &row.socket;
-        let plain = Style::new();
         let range = &part.port_range;
-        let proto = match (s.proto, s.family) {
-            (p, Family::Inet) => p.name().to_string(),
-            (p, Family::Inet6) => format!("{}6", p.name()),
+        let mut col = 0;
+        let mut next = |arena: &mut String| {
+            done(arena, col);
+            col += 1;
         };
-        let remote = match &s.remote {
-            Some(ep) => self.endpoint(ep, s.proto, range),
-            None => format!("{}:*", unspecified(s.family)),
-        };
-        let mut cells = Vec::with_capacity(14);
         if self.labelled() {
             let label = part.netns.as_ref().map_or("-".to_string(), |n| n.label());
-            cells.push((terminal_safe(&label).into_owned(), plain));
+            arena.push_str(&terminal_safe(&label));
+            next(arena);
         }
-        cells.extend([
-            (proto, plain),
-            (s.recv_q.to_string(), plain),
-            (s.send_q.to_string(), plain),
-            (self.endpoint(&s.local, s.proto, range), plain),
-            (remote, plain),
-            (
-                s.state.name(s.proto).to_string(),
-                self.palette.state(s.state),
-            ),
-            (
-                direction_cell(&row.labels.direction),
-                self.palette.direction(row.labels.direction.direction),
-            ),
-            (ports_cell(row), plain),
-            (ftp_cell(row), plain),
-        ]);
+        arena.push_str(match (s.proto, s.family) {
+            (Proto::Tcp, Family::Inet) => "tcp",
+            (Proto::Tcp, Family::Inet6) => "tcp6",
+            (Proto::Udp, Family::Inet) => "udp",
+            (Proto::Udp, Family::Inet6) => "udp6",
+        });
+        next(arena);
+        let _ = write!(arena, "{}", s.recv_q);
+        next(arena);
+        let _ = write!(arena, "{}", s.send_q);
+        next(arena);
+        self.endpoint(&s.local, s.proto, range, arena);
+        next(arena);
+        match &s.remote {
+            Some(ep) => self.endpoint(ep, s.proto, range, arena),
+            None => arena.push_str(match s.family {
+                Family::Inet => "0.0.0.0:*",
+                Family::Inet6 => ":::*",
+            }),
+        }
+        next(arena);
+        arena.push_str(s.state.name(s.proto));
+        next(arena);
+        arena.push_str(direction_cell(&row.labels.direction));
+        next(arena);
+        arena.push_str(ports_cell(row));
+        next(arena);
+        push_ftp_cell(row, arena);
+        next(arena);
         if self.cfg.extend {
-            let user = match (self.cfg.numeric, self.names.user(s.uid)) {
-                (false, Some(name)) => terminal_safe(name).into_owned(),
-                _ => s.uid.to_string(),
-            };
-            cells.push((user, plain));
-            cells.push((s.inode.to_string(), plain));
+            match (self.cfg.numeric, self.names.user(s.uid)) {
+                (false, Some(name)) => arena.push_str(&terminal_safe(name)),
+                _ => {
+                    let _ = write!(arena, "{}", s.uid);
+                }
+            }
+            next(arena);
+            let _ = write!(arena, "{}", s.inode);
+            next(arena);
         }
         if self.cfg.program {
-            cells.push((owners_cell(s), plain));
+            push_owners(s, arena);
+            next(arena);
         }
         if self.cfg.timers {
-            cells.push((timer_cell(s), plain));
+            let t = s.timer;
+            let _ = write!(
+                arena,
+                "{} ({:.2}/{}/0)",
+                t.kind.name(),
+                t.expires_ms as f64 / 1000.0,
+                t.retransmits
+            );
+            next(arena);
         }
-        cells
     }
 
     /// `127.0.0.1:22`, `:::22`, `0.0.0.0:ssh`: netstat's form, unbracketed.
-    fn endpoint(&self, ep: &Endpoint, proto: Proto, range: &PortRange) -> String {
-        let mut text = match self.host(ep.addr) {
-            Some(name) => terminal_safe(name).into_owned(),
-            None => ep.addr.to_string(),
-        };
-        text.push(':');
+    fn endpoint(&self, ep: &Endpoint, proto: Proto, range: &PortRange, arena: &mut String) {
+        match self.host(ep.addr) {
+            Some(name) => arena.push_str(&terminal_safe(name)),
+            None => push_addr(ep.addr, arena),
+        }
+        arena.push(':');
         let named = !self.cfg.numeric && !range.contains(ep.port);
         match self.names.service(ep.port, proto).filter(|_| named) {
-            Some(service) => text.push_str(&terminal_safe(service)),
-            None => {
-                let _ = write!(text, "{}", ep.port);
-            }
+            Some(service) => arena.push_str(&terminal_safe(service)),
+            None => push_u16(ep.port, arena),
         }
-        text
     }
 
     fn host(&self, addr: IpAddr) -> Option<&str> {
@@ -206,75 +273,133 @@ impl Table<'_> {
 }
 
 /// `listen`, `in`, `out`, `unknown`; `:med` or `:low` marks a guess.
-pub fn direction_cell(v: &Verdict) -> String {
-    let word = match v.direction {
-        Direction::Listen => "listen",
-        Direction::Inbound => "in",
-        Direction::Outbound => "out",
-        Direction::Unknown => "unknown",
-    };
-    match v.confidence {
-        Some(Confidence::Medium) => format!("{word}:med"),
-        Some(Confidence::Low) => format!("{word}:low"),
-        _ => word.to_string(),
+pub fn direction_cell(v: &Verdict) -> &'static str {
+    use Confidence::*;
+    use Direction::*;
+    match (v.direction, v.confidence) {
+        (Listen, _) => "listen",
+        (Unknown, _) => "unknown",
+        (Inbound, Some(Medium)) => "in:med",
+        (Inbound, Some(Low)) => "in:low",
+        (Inbound, _) => "in",
+        (Outbound, Some(Medium)) => "out:med",
+        (Outbound, Some(Low)) => "out:low",
+        (Outbound, _) => "out",
     }
 }
 
 /// `reg*/eph`: local class (`*`: a listener is on it) / remote class.
-pub fn ports_cell(row: &Row) -> String {
+pub fn ports_cell(row: &Row) -> &'static str {
+    use PortClass::*;
     let l = &row.labels;
-    format!(
-        "{}{}/{}",
-        l.local_class.short(),
-        if l.local_listening { "*" } else { "" },
-        l.remote_class.map_or("-", PortClass::short)
-    )
+    macro_rules! cell {
+        ($($local:ident $star:literal $remote:ident => $text:literal),* $(,)?) => {
+            match (l.local_class, l.local_listening, l.remote_class) {
+                $( ($local, $star, Some($remote)) => $text, )*
+                (WellKnown, false, None) => "wk/-",
+                (WellKnown, true, None) => "wk*/-",
+                (Registered, false, None) => "reg/-",
+                (Registered, true, None) => "reg*/-",
+                (Ephemeral, false, None) => "eph/-",
+                (Ephemeral, true, None) => "eph*/-",
+            }
+        };
+    }
+    cell! {
+        WellKnown false WellKnown => "wk/wk", WellKnown false Registered => "wk/reg", WellKnown false Ephemeral => "wk/eph",
+        WellKnown true WellKnown => "wk*/wk", WellKnown true Registered => "wk*/reg", WellKnown true Ephemeral => "wk*/eph",
+        Registered false WellKnown => "reg/wk", Registered false Registered => "reg/reg", Registered false Ephemeral => "reg/eph",
+        Registered true WellKnown => "reg*/wk", Registered true Registered => "reg*/reg", Registered true Ephemeral => "reg*/eph",
+        Ephemeral false WellKnown => "eph/wk", Ephemeral false Registered => "eph/reg", Ephemeral false Ephemeral => "eph/eph",
+        Ephemeral true WellKnown => "eph*/wk", Ephemeral true Registered => "eph*/reg", Ephemeral true Ephemeral => "eph*/eph",
+    }
 }
 
 /// `ftp#1:ctl`, `ftp#1:data:passive`, `ftp#1:pending:active`, or `-`;
 /// `:med` or `:low` marks a guess, as in the Dir column.
 pub fn ftp_cell(row: &Row) -> String {
+    let mut cell = String::new();
+    push_ftp_cell(row, &mut cell);
+    cell
+}
+
+fn push_ftp_cell(row: &Row, arena: &mut String) {
     let Some(f) = &row.labels.ftp else {
-        return "-".to_string();
+        arena.push('-');
+        return;
     };
     let mode = match f.mode {
         Some(Mode::Active) => "active",
         Some(Mode::Passive) => "passive",
         None => "?",
     };
-    let cell = match f.role {
-        Role::Control => format!("ftp#{}:ctl", f.session),
-        Role::Data => format!("ftp#{}:data:{mode}", f.session),
-        Role::Pending => format!("ftp#{}:pending:{mode}", f.session),
+    let _ = match f.role {
+        Role::Control => write!(arena, "ftp#{}:ctl", f.session),
+        Role::Data => write!(arena, "ftp#{}:data:{mode}", f.session),
+        Role::Pending => write!(arena, "ftp#{}:pending:{mode}", f.session),
     };
-    match f.confidence {
-        Confidence::High => cell,
-        Confidence::Medium => cell + ":med",
-        Confidence::Low => cell + ":low",
-    }
+    arena.push_str(match f.confidence {
+        Confidence::High => "",
+        Confidence::Medium => ":med",
+        Confidence::Low => ":low",
+    });
 }
 
 /// netstat's `1234/nginx`; several owners joined with `,`; `-` where none
 /// is visible.
-fn owners_cell(s: &Socket) -> String {
+fn push_owners(s: &Socket, arena: &mut String) {
     if s.processes.is_empty() {
-        return "-".to_string();
+        arena.push('-');
+        return;
     }
-    let parts: Vec<String> = s
-        .processes
-        .iter()
-        .map(|p| format!("{}/{}", p.pid, terminal_safe(&p.name)))
-        .collect();
-    parts.join(",")
+    for (i, p) in s.processes.iter().enumerate() {
+        if i > 0 {
+            arena.push(',');
+        }
+        let _ = write!(arena, "{}/{}", p.pid, terminal_safe(&p.name));
+    }
 }
 
-/// netstat's `keepalive (7185.12/0/0)`.
-fn timer_cell(s: &Socket) -> String {
-    let t = s.timer;
-    format!(
-        "{} ({:.2}/{}/0)",
-        t.kind.name(),
-        t.expires_ms as f64 / 1000.0,
-        t.retransmits
-    )
+fn push_spaces(line: &mut String, n: usize) {
+    const SPACES: &str = "                                                                ";
+    let mut n = n;
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        line.push_str(&SPACES[..k]);
+        n -= k;
+    }
+}
+
+fn push_u16(n: u16, arena: &mut String) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // SAFETY-free: the digits are ASCII
+    arena.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("?"));
+}
+
+/// IPv4 by hand (the common case, and `Display` for it is slow); IPv6 by
+/// `Display`, which gives the RFC 5952 form.
+fn push_addr(addr: IpAddr, arena: &mut String) {
+    match addr {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    arena.push('.');
+                }
+                push_u16(u16::from(octet), arena);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(arena, "{v6}");
+        }
+    }
 }
