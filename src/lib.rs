@@ -286,35 +286,33 @@ fn fill_owners<'a>(
         .flat_map(|s| s.sockets.iter().map(|s| s.inode))
         .filter(|&i| i != 0)
         .collect();
-    let fresh;
-    let owners = match cache {
-        Some((cache, walks)) => {
-            if wanted.iter().any(|i| !cache.contains_key(i)) {
-                *walks += 1;
-                let mut found = collect::owners(cfg, &wanted, notices)?;
-                // sockets without a visible owner are remembered as such
-                cache.clear();
-                cache.extend(
-                    wanted
-                        .iter()
-                        .map(|&i| (i, found.remove(&i).unwrap_or_default())),
-                );
-            } else {
-                // forget the sockets that are gone
-                cache.retain(|i, _| wanted.contains(i));
+    let Some((cache, walks)) = cache else {
+        // one look: the owners move into their sockets
+        let mut owners = collect::owners(cfg, &wanted, notices)?;
+        for s in snapshots.into_iter().flat_map(|s| s.sockets.iter_mut()) {
+            if let Some(list) = owners.remove(&s.inode) {
+                s.processes = list;
             }
-            &*cache
         }
-        None => {
-            fresh = collect::owners(cfg, &wanted, notices)?;
-            &fresh
-        }
+        return Ok(());
     };
-    for snapshot in snapshots {
-        for s in &mut snapshot.sockets {
-            if let Some(list) = owners.get(&s.inode) {
-                s.processes = list.clone();
-            }
+    if wanted.iter().any(|i| !cache.contains_key(i)) {
+        *walks += 1;
+        let mut found = collect::owners(cfg, &wanted, notices)?;
+        // sockets without a visible owner are remembered as such
+        cache.clear();
+        cache.extend(
+            wanted
+                .iter()
+                .map(|&i| (i, found.remove(&i).unwrap_or_default())),
+        );
+    } else {
+        // forget the sockets that are gone
+        cache.retain(|i, _| wanted.contains(i));
+    }
+    for s in snapshots.into_iter().flat_map(|s| s.sockets.iter_mut()) {
+        if let Some(list) = cache.get(&s.inode) {
+            s.processes = list.clone();
         }
     }
     Ok(())

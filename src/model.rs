@@ -185,8 +185,9 @@ pub fn unspecified(family: Family) -> IpAddr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Process {
     pub pid: u32,
-    /// `/proc/PID/comm` as read: raw, not yet safe for a terminal.
-    pub name: String,
+    /// `/proc/PID/comm` as read: raw, not yet safe for a terminal. Shared by
+    /// all the sockets of the process.
+    pub name: std::sync::Arc<str>,
 }
 
 /// One socket as the kernel reports it.

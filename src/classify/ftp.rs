@@ -314,11 +314,7 @@ fn control_ports(sockets: &[Socket], extra: &[u16], range: &PortRange) -> Contro
     let daemon = sockets
         .iter()
         .filter(|s| s.proto == Proto::Tcp && s.state == State::Listen)
-        .filter(|s| {
-            s.processes
-                .iter()
-                .any(|p| DAEMONS.contains(&p.name.as_str()))
-        })
+        .filter(|s| s.processes.iter().any(|p| DAEMONS.contains(&&*p.name)))
         .filter(|s| {
             let port = s.local.port;
             port < 1024 || (!range.contains(port) && s.backlog.is_none_or(|b| b > 1))

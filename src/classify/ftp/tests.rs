@@ -41,7 +41,7 @@ fn tcp(local: &str, remote: Option<&str>, pid: Option<u32>, inode: u64) -> Socke
                     name: if pid == 1 {
                         "vsftpd".into()
                     } else {
-                        format!("p{pid}")
+                        format!("p{pid}").into()
                     },
                 }]
             })
