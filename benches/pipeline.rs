@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 
 use clap::Parser;
 use sockwho::Part;
-use sockwho::classify::{self, Classified, Row};
+use sockwho::classify::{self, Classified};
 use sockwho::cli::Cli;
 use sockwho::collect::names::Names;
 use sockwho::config::{Config, Environment};
@@ -187,13 +187,8 @@ static PARTS: LazyLock<[Part; 1]> = LazyLock::new(|| {
         netns: None,
         port_range: SNAPSHOT.port_range.clone(),
         source: SNAPSHOT.source,
-        rows: SNAPSHOT
-            .sockets
-            .iter()
-            .cloned()
-            .zip(labels)
-            .map(|(socket, labels)| Row { socket, labels })
-            .collect(),
+        sockets: SNAPSHOT.sockets.clone(),
+        labels,
         sessions,
         conntrack: None,
     }]

@@ -40,10 +40,29 @@ pub struct Part {
     pub netns: Option<NetnsId>,
     pub port_range: PortRange,
     pub source: Source,
-    pub rows: Vec<Row>,
+    /// Every socket of the namespace, and what sockwho says of each (same order).
+    pub sockets: Vec<model::Socket>,
+    pub labels: Vec<classify::Labels>,
     pub sessions: Vec<Session>,
     /// `None` where it was not read (no FTP in use); `Err` says why not.
     pub conntrack: Option<Result<Conntrack, String>>,
+}
+
+impl Part {
+    /// The sockets with their labels, in dump order.
+    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        self.sockets
+            .iter()
+            .zip(&self.labels)
+            .map(|(socket, labels)| Row { socket, labels })
+    }
+
+    pub fn row(&self, i: usize) -> Row<'_> {
+        Row {
+            socket: &self.sockets[i],
+            labels: &self.labels[i],
+        }
+    }
 }
 
 /// Runs sockwho once: collect, classify, render into `out`. Nothing is
@@ -163,12 +182,8 @@ pub fn look(
                 netns,
                 port_range: snapshot.port_range,
                 source: snapshot.source,
-                rows: snapshot
-                    .sockets
-                    .into_iter()
-                    .zip(labels)
-                    .map(|(socket, labels)| Row { socket, labels })
-                    .collect(),
+                sockets: snapshot.sockets,
+                labels,
                 sessions,
                 conntrack,
             }
@@ -249,15 +264,15 @@ pub fn render_cached(
 pub fn shown<'a>(
     cfg: &'a Config,
     parts: &'a [Part],
-) -> impl Iterator<Item = (&'a Part, &'a Row)> + 'a {
+) -> impl Iterator<Item = (&'a Part, Row<'a>)> + 'a {
     parts
         .iter()
-        .flat_map(|p| p.rows.iter().map(move |r| (p, r)))
+        .flat_map(|p| p.rows().map(move |r| (p, r)))
         .filter(|(_, r)| {
             let s = &r.socket;
             cfg.shows(s.proto, s.state)
                 && cfg.filter.matches_socket(s)
-                && cfg.filter.matches_labels(s, &r.labels)
+                && cfg.filter.matches_labels(s, r.labels)
         })
 }
 
@@ -335,7 +350,7 @@ fn resolve_hosts(cfg: &Config, parts: &[Part], names: &mut Names) {
     if cfg.resolve {
         let addrs: HashSet<_> = parts
             .iter()
-            .flat_map(|p| &p.rows)
+            .flat_map(|p| p.rows())
             .flat_map(|r| {
                 std::iter::once(r.socket.local.addr).chain(r.socket.remote.map(|e| e.addr))
             })

@@ -17,7 +17,7 @@ use crate::classify::ports::{PortClass, port_class};
 use crate::model::{Conntrack, ConntrackSource, Endpoint, NetnsId, PortRange, canonical};
 
 pub struct View<'a> {
-    pub rows: &'a [Row],
+    pub part: &'a Part,
     pub sessions: &'a [Session],
     pub range: &'a PortRange,
     /// `Err`: why conntrack could not be read.
@@ -33,7 +33,7 @@ pub fn write(parts: &[Part], palette: Palette, out: &mut dyn Write) -> io::Resul
             writeln!(out)?;
         }
         let view = View {
-            rows: &part.rows,
+            part,
             sessions: &part.sessions,
             range: &part.port_range,
             conntrack: match &part.conntrack {
@@ -116,7 +116,7 @@ impl View<'_> {
     }
 
     fn session(&self, session: &Session, out: &mut dyn Write) -> io::Result<()> {
-        let members: Vec<&Row> = session.members.iter().map(|&i| &self.rows[i]).collect();
+        let members: Vec<Row> = session.members.iter().map(|&i| self.part.row(i)).collect();
         let ftp = |r: &Row| r.labels.ftp.clone();
         let sides: Vec<Side> = members
             .iter()
@@ -299,7 +299,7 @@ fn explain(r: &Row, range: &PortRange) -> Option<String> {
 
 /// What a stateful firewall on each side must let through for this
 /// session, for each mode its data channels use.
-fn firewall(members: &[&Row], session: &Session, here: &[Side]) -> Vec<String> {
+fn firewall(members: &[Row], session: &Session, here: &[Side]) -> Vec<String> {
     // the port each data channel is opened to: the server's in passive mode,
     // the client's in active mode
     let target = |r: &Row| -> Option<(Mode, u16)> {
@@ -319,7 +319,7 @@ fn firewall(members: &[&Row], session: &Session, here: &[Side]) -> Vec<String> {
     let ports = |mode: Mode| -> Option<String> {
         let mut ports: Vec<u16> = members
             .iter()
-            .filter_map(|r| target(r))
+            .filter_map(&target)
             .filter(|t| t.0 == mode)
             .map(|t| t.1)
             .collect();

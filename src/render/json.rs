@@ -134,7 +134,7 @@ struct JsonProcess<'a> {
 }
 
 /// One socket of `part` in the JSON shape, as the options ask for it.
-pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: &'a Row) -> JsonSocket<'a> {
+pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: Row<'a>) -> JsonSocket<'a> {
     let mut s = socket(row, cfg.program);
     if cfg.netns.is_some() || cfg.all_netns {
         s.netns = part.netns.as_ref().map(JsonNetnsId::from);
@@ -143,7 +143,7 @@ pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: &'a Row) -> JsonSocket<'
 }
 
 /// One socket in the JSON shape; `with_processes` adds `processes` (`-p`).
-pub fn socket(row: &Row, with_processes: bool) -> JsonSocket<'_> {
+pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
     let s = &row.socket;
     let l = &row.labels;
     JsonSocket {
@@ -231,7 +231,7 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
                 let mut here: Vec<Side> = s
                     .members
                     .iter()
-                    .filter_map(|&i| p.rows[i].labels.ftp.as_ref())
+                    .filter_map(|&i| p.labels[i].ftp.as_ref())
                     .filter(|f| f.role == Role::Control)
                     .map(|f| f.side)
                     .collect();

@@ -95,7 +95,7 @@ impl Table<'_> {
         let mut ends: Vec<u32> = Vec::new();
         for (part, row) in crate::shown(self.cfg, parts) {
             let mut start = arena.len();
-            self.cells(part, row, &mut arena, &mut |arena: &str, col: usize| {
+            self.cells(part, &row, &mut arena, &mut |arena: &str, col: usize| {
                 let cell = &arena[start..];
                 let width = if cell.is_ascii() {
                     cell.len()
@@ -121,7 +121,12 @@ impl Table<'_> {
                 cell
             });
             line.clear();
-            self.line(&columns, &widths, cells.zip(self.styles(row, n)), &mut line);
+            self.line(
+                &columns,
+                &widths,
+                cells.zip(self.styles(&row, n)),
+                &mut line,
+            );
             buf.extend_from_slice(line.as_bytes());
             if buf.len() >= 60 * 1024 {
                 out.write_all(&buf)?;

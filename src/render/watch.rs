@@ -89,7 +89,7 @@ fn refresh(
                 .memory
                 .entry(p.inode)
                 .or_default()
-                .learn(p.rows.iter().map(|r| &r.socket));
+                .learn(p.sockets.iter());
         }
         let now = timestamp(SystemTime::now());
         match (&mut screen, cfg.format) {
@@ -170,7 +170,7 @@ pub enum Key {
     Ends(u64, String),
 }
 
-pub fn key_of(part: &Part, row: &Row) -> Key {
+pub fn key_of(part: &Part, row: Row<'_>) -> Key {
     let s = &row.socket;
     match s.cookie {
         Some(c) => Key::Cookie(part.inode, c),
@@ -356,7 +356,7 @@ impl Screen {
         let text = String::from_utf8_lossy(&table).into_owned();
         let mut lines = text.lines();
         let (title, columns) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
-        let rows: Vec<(Key, &Row)> = shown(cfg, parts).map(|(p, r)| (key_of(p, r), r)).collect();
+        let rows: Vec<(Key, Row)> = shown(cfg, parts).map(|(p, r)| (key_of(p, r), r)).collect();
         let mut frame = vec![
             (header(time, cfg, &rows), Style::new().bold()),
             (title.to_string(), Style::new()),
@@ -451,7 +451,7 @@ impl Drop for Screen {
 }
 
 /// `sockwho 03:30:00 every 1s: 12 sockets; ESTABLISHED 5, LISTEN 3; in 4, out 3, listen 3 (q quits)`
-fn header(time: &str, cfg: &Config, rows: &[(Key, &Row)]) -> String {
+fn header(time: &str, cfg: &Config, rows: &[(Key, Row)]) -> String {
     let mut states: Vec<(&str, usize)> = Vec::new();
     let mut dirs = [0usize; 4];
     for (_, r) in rows {
