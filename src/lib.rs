@@ -303,24 +303,29 @@ fn fill_owners<'a>(
         .collect();
     let Some((cache, walks)) = cache else {
         // one look: the owners move into their sockets
-        let mut owners = collect::owners(cfg, &wanted, notices)?;
+        let owners = collect::owners(cfg, &wanted, notices)?;
         for s in snapshots.into_iter().flat_map(|s| s.sockets.iter_mut()) {
-            if let Some(list) = owners.remove(&s.inode) {
-                s.processes = list;
+            let list = collect::processes::owners_of(&owners, s.inode);
+            if !list.is_empty() {
+                s.processes = list.iter().map(|(_, p)| p.clone()).collect();
             }
         }
         return Ok(());
     };
     if wanted.iter().any(|i| !cache.contains_key(i)) {
         *walks += 1;
-        let mut found = collect::owners(cfg, &wanted, notices)?;
+        let found = collect::owners(cfg, &wanted, notices)?;
         // sockets without a visible owner are remembered as such
         cache.clear();
-        cache.extend(
-            wanted
-                .iter()
-                .map(|&i| (i, found.remove(&i).unwrap_or_default())),
-        );
+        cache.extend(wanted.iter().map(|&i| {
+            (
+                i,
+                collect::processes::owners_of(&found, i)
+                    .iter()
+                    .map(|(_, p)| p.clone())
+                    .collect(),
+            )
+        }));
     } else {
         // forget the sockets that are gone
         cache.retain(|i, _| wanted.contains(i));

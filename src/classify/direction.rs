@@ -67,6 +67,29 @@ pub enum Evidence {
 }
 
 impl Evidence {
+    /// Every kind, in the order they are listed: facts first.
+    pub const ALL: [Evidence; 15] = [
+        Evidence::Conntrack,
+        Evidence::ListenState,
+        Evidence::Unconnected,
+        Evidence::Listener,
+        Evidence::PeerListener,
+        Evidence::SynSent,
+        Evidence::SynRecv,
+        Evidence::SeenSynSent,
+        Evidence::SeenSynRecv,
+        Evidence::RememberedListener,
+        Evidence::LocalWellKnown,
+        Evidence::RemoteWellKnown,
+        Evidence::LocalEphemeral,
+        Evidence::RemoteEphemeral,
+        Evidence::ConnectParity,
+    ];
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
     fn strong(self) -> bool {
         matches!(
             self,
@@ -81,20 +104,87 @@ impl Evidence {
     }
 }
 
+/// A set of evidence, in the order of [`Evidence::ALL`]: one word per socket
+/// rather than a vector, since every one of 200,000 sockets has some.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvidenceSet(u32);
+
+impl EvidenceSet {
+    pub fn push(&mut self, e: Evidence) {
+        self.0 |= e.bit();
+    }
+
+    pub fn contains(&self, e: Evidence) -> bool {
+        self.0 & e.bit() != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Evidence> + '_ {
+        Evidence::ALL.into_iter().filter(|e| self.contains(*e))
+    }
+
+    pub fn to_vec(&self) -> Vec<Evidence> {
+        self.iter().collect()
+    }
+}
+
+impl Extend<Evidence> for EvidenceSet {
+    fn extend<I: IntoIterator<Item = Evidence>>(&mut self, items: I) {
+        items.into_iter().for_each(|e| self.push(e));
+    }
+}
+
+impl FromIterator<Evidence> for EvidenceSet {
+    fn from_iter<I: IntoIterator<Item = Evidence>>(items: I) -> Self {
+        let mut set = EvidenceSet::default();
+        set.extend(items);
+        set
+    }
+}
+
+impl<const N: usize> From<[Evidence; N]> for EvidenceSet {
+    fn from(items: [Evidence; N]) -> Self {
+        items.into_iter().collect()
+    }
+}
+
+impl PartialEq<Vec<Evidence>> for EvidenceSet {
+    fn eq(&self, other: &Vec<Evidence>) -> bool {
+        self.to_vec() == *other
+    }
+}
+
+impl Serialize for EvidenceSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub direction: Direction,
     /// `None` for `unknown`.
     pub confidence: Option<Confidence>,
-    pub evidence: Vec<Evidence>,
+    pub evidence: EvidenceSet,
 }
 
 impl Verdict {
-    fn new(direction: Direction, confidence: Option<Confidence>, evidence: Vec<Evidence>) -> Self {
+    fn new(
+        direction: Direction,
+        confidence: Option<Confidence>,
+        evidence: impl Into<EvidenceSet>,
+    ) -> Self {
         Verdict {
             direction,
             confidence,
-            evidence,
+            evidence: evidence.into(),
         }
     }
 }
@@ -108,6 +198,9 @@ pub struct Seen {
     pub handshake: Option<bool>,
     /// An earlier refresh saw a listener on its local port.
     pub listener: bool,
+    /// Whether a listener covers the local endpoint, where the caller has
+    /// already asked (it is the `listening` label too).
+    pub local_listener: Option<bool>,
 }
 
 /// The direction of `s`. conntrack's word, where it tracks the connection,
@@ -123,9 +216,10 @@ pub fn direction(s: &Socket, listeners: &Listeners, range: &PortRange, seen: See
     } else {
         Direction::Inbound
     };
-    let mut evidence = vec![Evidence::Conntrack];
+    let mut evidence = EvidenceSet::default();
+    evidence.push(Evidence::Conntrack);
     if verdict.direction == direction {
-        evidence.extend(verdict.evidence);
+        evidence.extend(verdict.evidence.iter());
     }
     Verdict::new(direction, Some(Confidence::High), evidence)
 }
@@ -135,7 +229,7 @@ fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) 
         return Verdict::new(
             Direction::Listen,
             Some(Confidence::High),
-            vec![Evidence::ListenState],
+            [Evidence::ListenState],
         );
     }
     let Some(remote) = s.remote else {
@@ -146,20 +240,22 @@ fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) 
             Verdict::new(
                 Direction::Unknown,
                 None,
-                vec![Evidence::Unconnected, Evidence::LocalEphemeral],
+                [Evidence::Unconnected, Evidence::LocalEphemeral],
             )
         } else {
             Verdict::new(
                 Direction::Listen,
                 Some(Confidence::High),
-                vec![Evidence::Unconnected],
+                [Evidence::Unconnected],
             )
         };
     };
 
-    let mut inbound = Vec::new();
-    let mut outbound = Vec::new();
-    let local_listener = listeners.covers(s.proto, &s.local);
+    let mut inbound = EvidenceSet::default();
+    let mut outbound = EvidenceSet::default();
+    let local_listener = seen
+        .local_listener
+        .unwrap_or_else(|| listeners.covers(s.proto, &s.local));
     if local_listener {
         inbound.push(Evidence::Listener);
     }
@@ -204,7 +300,7 @@ fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) 
     weigh(inbound, outbound)
 }
 
-fn weigh(inbound: Vec<Evidence>, outbound: Vec<Evidence>) -> Verdict {
+fn weigh(inbound: EvidenceSet, outbound: EvidenceSet) -> Verdict {
     let strong_in = inbound.iter().any(|e| e.strong());
     let strong_out = outbound.iter().any(|e| e.strong());
     let (direction, winner) = match (strong_in, strong_out) {
@@ -229,9 +325,12 @@ fn weigh(inbound: Vec<Evidence>, outbound: Vec<Evidence>) -> Verdict {
     Verdict::new(direction, Some(confidence), winner)
 }
 
-fn unknown(mut inbound: Vec<Evidence>, outbound: Vec<Evidence>) -> Verdict {
-    inbound.extend(outbound);
-    Verdict::new(Direction::Unknown, None, inbound)
+fn unknown(inbound: EvidenceSet, outbound: EvidenceSet) -> Verdict {
+    Verdict::new(
+        Direction::Unknown,
+        None,
+        EvidenceSet(inbound.0 | outbound.0),
+    )
 }
 
 #[cfg(test)]
@@ -417,7 +516,7 @@ mod tests {
         for c in cases {
             let v = direction(&c.socket, &listeners, &range, Seen::default());
             assert_eq!(
-                (v.direction, v.confidence, v.evidence.as_slice()),
+                (v.direction, v.confidence, v.evidence.to_vec().as_slice()),
                 (c.want, c.conf, c.evidence),
                 "{}",
                 c.name
@@ -451,7 +550,7 @@ mod tests {
         );
         assert_eq!(
             (v.direction, v.confidence, v.evidence),
-            (Inbound, Some(High), vec![Conntrack])
+            (Inbound, Some(High), EvidenceSet::from([Conntrack]))
         );
         // agreeing signals stay as evidence; disagreeing ones go
         let s = conn(
@@ -482,7 +581,10 @@ mod tests {
                 ..Seen::default()
             },
         );
-        assert_eq!((v.direction, v.evidence), (Inbound, vec![Conntrack]));
+        assert_eq!(
+            (v.direction, v.evidence.to_vec()),
+            (Inbound, vec![Conntrack])
+        );
     }
 
     #[test]

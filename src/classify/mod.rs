@@ -23,7 +23,8 @@ pub struct Labels {
     pub local_listening: bool,
     pub remote_class: Option<PortClass>,
     pub direction: Verdict,
-    pub ftp: Option<FtpLabel>,
+    /// Boxed: rare, and every socket carries the field.
+    pub ftp: Option<Box<FtpLabel>>,
 }
 
 /// Labels for every socket of a snapshot (same order), and its FTP sessions.
@@ -62,7 +63,7 @@ pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
         },
     );
     for (l, f) in labels.iter_mut().zip(found.labels) {
-        l.ftp = f;
+        l.ftp = f.map(Box::new);
     }
     Classified {
         labels,
@@ -78,7 +79,9 @@ fn label(
     memory: Option<&Memory>,
 ) -> Labels {
     let range = &snapshot.port_range;
+    let local_listening = listeners.covers(s.proto, &s.local);
     let seen = direction::Seen {
+        local_listener: Some(local_listening),
         opened_here: flows.flow_of(s).map(|f| f.opened_here),
         handshake: memory.and_then(|m| m.opened_here(s)),
         listener: memory
@@ -86,7 +89,7 @@ fn label(
     };
     Labels {
         local_class: ports::port_class(s.local.port, range),
-        local_listening: listeners.covers(s.proto, &s.local),
+        local_listening,
         remote_class: s.remote.map(|r| ports::port_class(r.port, range)),
         direction: direction::direction(s, listeners, range, seen),
         ftp: None,

@@ -12,7 +12,7 @@ pub mod processes;
 pub mod procfs;
 pub mod sysctl;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::cli::Source as SourceChoice;
 use crate::config::Config;
@@ -76,8 +76,14 @@ pub fn snapshot(cfg: &Config, notices: &mut Notices) -> Result<Snapshot, Error> 
 /// small.
 fn dump_netlink(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error> {
     let mut diag = netlink::DiagSocket::open()?;
-    let mut sockets = Vec::new();
     let filtered = cfg.filter.has_endpoint_filters();
+    let mut sockets = if filtered {
+        Vec::new()
+    } else {
+        // a little over, for sockets made while we dump
+        let hint = procfs::sockstat_hint(&cfg.net_root(), &cfg.protos);
+        Vec::with_capacity(hint + hint / 64 + 16)
+    };
     for &proto in &cfg.protos {
         let listening = match proto {
             Proto::Tcp => State::Listen.bit(),
@@ -154,7 +160,7 @@ pub fn owners(
     cfg: &Config,
     wanted: &HashSet<u64>,
     notices: &mut Notices,
-) -> Result<HashMap<u64, Vec<Process>>, Error> {
+) -> Result<Vec<(u64, Process)>, Error> {
     let owners = processes::find_owners(&cfg.proc_root, wanted).map_err(|source| Error::Proc {
         path: cfg.proc_root.clone(),
         source,

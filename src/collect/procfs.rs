@@ -146,3 +146,37 @@ fn parse_endpoint(s: &str, family: Family) -> Option<Endpoint> {
     };
     Some(Endpoint::new(addr, port))
 }
+
+/// How many sockets of `protos` the namespace holds, from
+/// `net/sockstat{,6}` (`TCP: inuse N orphan O tw T ...`): a capacity for the
+/// dump's vector, so that 200,000 sockets are not copied while it grows.
+/// 0 where the files cannot be read.
+pub fn sockstat_hint(net_root: &Path, protos: &[Proto]) -> usize {
+    let mut total = 0;
+    for file in ["sockstat", "sockstat6"] {
+        let Ok(text) = std::fs::read_to_string(net_root.join("net").join(file)) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Some((name, fields)) = line.split_once(':') else {
+                continue;
+            };
+            let proto = match name {
+                "TCP" | "TCP6" => Proto::Tcp,
+                "UDP" | "UDP6" => Proto::Udp,
+                _ => continue,
+            };
+            if !protos.contains(&proto) {
+                continue;
+            }
+            let words: Vec<&str> = fields.split_whitespace().collect();
+            for pair in words.chunks(2) {
+                if let [key @ ("inuse" | "tw"), value] = pair {
+                    let _ = key;
+                    total += value.parse::<usize>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    total
+}

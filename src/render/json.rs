@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::Part;
 use crate::classify::Row;
-use crate::classify::direction::{Confidence, Direction, Evidence};
+use crate::classify::direction::{Confidence, Direction, EvidenceSet};
 use crate::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
 use crate::classify::ports::PortClass;
 use crate::config::Config;
@@ -91,7 +91,7 @@ pub struct JsonSocket<'a> {
     remote: Option<JsonEndpoint>,
     direction: Direction,
     direction_confidence: Option<Confidence>,
-    direction_evidence: &'a [Evidence],
+    direction_evidence: EvidenceSet,
     uid: u32,
     inode: u64,
     cookie: Option<u64>,
@@ -168,7 +168,7 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
         }),
         direction: l.direction.direction,
         direction_confidence: l.direction.confidence,
-        direction_evidence: &l.direction.evidence,
+        direction_evidence: l.direction.evidence,
         uid: s.uid,
         inode: s.inode,
         cookie: s.cookie,

@@ -92,7 +92,7 @@ fn analyse_with(sockets: Vec<Socket>, ct: Option<&Conntrack>, extra: &[u16]) -> 
         },
     );
     Ftp {
-        labels: c.labels.into_iter().map(|l| l.ftp).collect(),
+        labels: c.labels.into_iter().map(|l| l.ftp.map(|b| *b)).collect(),
         sessions: c.sessions,
     }
 }
