@@ -116,7 +116,9 @@ impl View<'_> {
     }
 
     fn session(&self, session: &Session, out: &mut dyn Write) -> io::Result<()> {
-        let members: Vec<Row> = session.members.iter().map(|&i| self.part.row(i)).collect();
+        let mut members: Vec<Row> = session.members.iter().map(|&i| self.part.row(i)).collect();
+        // the control connection first, then data, then pending listeners
+        members.sort_by_key(|r| r.labels.ftp.as_ref().map(|f| f.role as u8));
         let ftp = |r: &Row| r.labels.ftp.clone();
         let sides: Vec<Side> = members
             .iter()
