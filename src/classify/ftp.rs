@@ -373,6 +373,16 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// How sure the tie is: certain with session-specific or host-level
+    /// evidence, a guess on the owner alone, low among several sessions.
+    fn confidence(&self, several: bool) -> Confidence {
+        match (several, self.tied()) {
+            (true, _) => Confidence::Low,
+            (false, true) => Confidence::High,
+            (false, false) => Confidence::Medium,
+        }
+    }
+
     /// Evidence that ties the socket to this session, not just to these
     /// two hosts or this process.
     fn tied(&self) -> bool {
@@ -522,11 +532,7 @@ impl Found<'_> {
         // The same owner alone is a heuristic: a process that also talks to
         // the same peer on other unprivileged ports (an application server
         // with FTP and HTTP in one JVM) looks the same.
-        let mut confidence = match (several, chosen.tied()) {
-            (true, _) => Confidence::Low,
-            (false, true) => Confidence::High,
-            (false, false) => Confidence::Medium,
-        };
+        let mut confidence = chosen.confidence(several);
         let mut evidence = chosen.evidence;
         if evidence.contains(&FtpEvidence::NotExpected) {
             confidence = Confidence::Low;
@@ -598,11 +604,7 @@ impl Found<'_> {
         }
         let (chosen, several) = self.choose(candidates, l.inode)?;
         let side = self.controls[chosen.control].side;
-        let confidence = match (several, chosen.tied()) {
-            (true, _) => Confidence::Low,
-            (false, true) => Confidence::High,
-            (false, false) => Confidence::Medium,
-        };
+        let confidence = chosen.confidence(several);
         let mut evidence = chosen.evidence;
         if several {
             evidence.push(FtpEvidence::SeveralSessions);

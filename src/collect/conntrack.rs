@@ -22,6 +22,7 @@ use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::decode::{NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, Progress};
+use super::netlink::{Received, recv_datagram};
 use crate::model::{Conntrack, ConntrackSource, Endpoint, Expectation, Flow, Tuple};
 
 // Message types: the subsystem in the high byte (include/uapi/linux/netfilter/
@@ -186,16 +187,11 @@ impl CtSocket {
         self.socket.send(&request, 0).map_err(CtError::Io)?;
         let mut interrupted = false;
         loop {
-            let n = loop {
-                match self.socket.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(CtError::Io(e)),
-                }
+            let n = match recv_datagram(&self.socket, &mut self.buf) {
+                Ok(n) => n,
+                Err(Received::Io(e)) => return Err(CtError::Io(e)),
+                Err(Received::Truncated(n)) => return Err(CtError::Truncated(n)),
             };
-            if n > self.buf.len() {
-                return Err(CtError::Truncated(n));
-            }
             if n == 0 {
                 return Err(CtDecodeError::Truncated("empty datagram").into());
             }

@@ -127,16 +127,11 @@ impl DiagSocket {
         self.socket.send(&request, 0).map_err(NetlinkError::Io)?;
         let mut interrupted = false;
         loop {
-            let n = loop {
-                match self.socket.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(NetlinkError::Io(e)),
-                }
+            let n = match recv_datagram(&self.socket, &mut self.buf) {
+                Ok(n) => n,
+                Err(Received::Io(e)) => return Err(NetlinkError::Io(e)),
+                Err(Received::Truncated(n)) => return Err(NetlinkError::Truncated(n)),
             };
-            if n > self.buf.len() {
-                return Err(NetlinkError::Truncated(n));
-            }
             let progress = decode::decode_datagram(&self.buf[..n], proto, out)?;
             interrupted |= progress.interrupted;
             if progress.done {
@@ -147,6 +142,27 @@ impl DiagSocket {
                     "empty datagram",
                 )));
             }
+        }
+    }
+}
+
+/// Why a datagram could not be had.
+pub enum Received {
+    Io(io::Error),
+    /// It was this long, longer than the buffer: `MSG_TRUNC` cut it.
+    Truncated(usize),
+}
+
+/// Receives one datagram of a dump into `buf`, again after EINTR. With
+/// `MSG_TRUNC` the kernel reports the datagram's real length, so a cut one
+/// is an error rather than silently lost sockets.
+pub fn recv_datagram(socket: &NlSocket, buf: &mut [u8]) -> Result<usize, Received> {
+    loop {
+        match socket.recv(&mut &mut buf[..], libc::MSG_TRUNC) {
+            Ok(n) if n > buf.len() => return Err(Received::Truncated(n)),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Received::Io(e)),
         }
     }
 }

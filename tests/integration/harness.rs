@@ -182,3 +182,16 @@ pub fn find<'a>(
     );
     found[0]
 }
+
+/// A copy of the binary that any user may run: the checkout may sit where
+/// nobody else can reach (under /root). Keep the directory while it runs.
+pub fn binary_for_anyone() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("sockwho");
+    std::fs::copy(BIN, &bin).unwrap();
+    for path in [dir.path(), bin.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (dir, bin)
+}

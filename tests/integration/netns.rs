@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{BIN, Netns, can_use_netns, sockets};
+use crate::harness::{BIN, Netns, binary_for_anyone, can_use_netns, sockets};
 use crate::twohosts::{Proc, start};
 
 fn sockwho(args: &[&str]) -> std::process::Output {
@@ -200,12 +200,7 @@ fn without_root_namespaces_need_more() {
         return;
     }
     let (a, _b, _keep) = two_namespaces();
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("sockwho");
-    std::fs::copy(BIN, &bin).unwrap();
-    for path in [dir.path(), bin.as_path()] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let (_dir, bin) = binary_for_anyone();
     let nobody = |args: &[&str]| {
         Command::new("setpriv")
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])

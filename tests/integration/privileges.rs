@@ -3,10 +3,9 @@
 
 use std::io::BufRead;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use crate::harness::{BIN, Netns, can_use_netns};
+use crate::harness::{Netns, binary_for_anyone, can_use_netns};
 
 #[test]
 fn unprivileged_user_sees_sockets_and_only_own_owners() {
@@ -42,14 +41,7 @@ fn unprivileged_user_sees_sockets_and_only_own_owners() {
         .unwrap();
     assert_eq!(line.trim(), "READY");
 
-    // The checkout may sit where nobody cannot reach (under /root): run a
-    // copy from a directory anyone may enter.
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("sockwho");
-    std::fs::copy(BIN, &bin).unwrap();
-    for path in [dir.path(), bin.as_path()] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let (_dir, bin) = binary_for_anyone();
     let mut argv: Vec<&str> = nobody.to_vec();
     argv.extend([bin.to_str().unwrap(), "-tlnp"]);
     let out = ns.exec(&argv);
