@@ -59,3 +59,70 @@ fn completions_for_bash_zsh_and_fish() {
     let check = Command::new("bash").arg("-n").arg(&file).status().unwrap();
     assert!(check.success());
 }
+
+/// The JSON schema is documented in one place, README.md's "JSON" section:
+/// every field the output has is documented there, and every field
+/// documented there is in the output.
+#[test]
+fn the_readme_documents_the_json_schema_as_it_is() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("\n## JSON\n").expect("a JSON section");
+    let rest = &readme[start + 9..];
+    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    assert!(
+        section.contains("Schema version 1"),
+        "the version is documented"
+    );
+    // names in the first column of the field table: | `a`, `b` | ... |
+    let documented: Vec<String> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            let first = l.split('|').nth(1).unwrap_or("");
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // a socket of our own, with owners and a namespace label (this very one)
+    let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(BIN)
+        .args(["-tlnp", "--format", "json", "--netns", "/proc/self/ns/net"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema"], 1);
+    for key in doc.as_object().unwrap().keys() {
+        assert!(
+            documented.contains(key) || section.contains(&format!("`{key}`")),
+            "top-level field {key} is not documented"
+        );
+    }
+    let sockets = doc["sockets"].as_array().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in sockets {
+        for key in s.as_object().unwrap().keys() {
+            assert!(
+                documented.contains(key),
+                "socket field {key} is not documented in README.md"
+            );
+            seen.insert(key.clone());
+        }
+    }
+    let top: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    for name in &documented {
+        assert!(
+            seen.contains(name) || top.contains(&name),
+            "README.md documents {name}, which the output does not have"
+        );
+    }
+}
