@@ -5,6 +5,8 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
+use std::cell::RefCell;
+
 use serde::Serialize;
 
 use crate::Part;
@@ -18,7 +20,8 @@ use crate::model::{NetnsId, Source};
 pub const SCHEMA: u32 = 1;
 
 #[derive(Serialize)]
-struct Document<'a> {
+#[serde(bound = "")]
+struct Document<'a, I: Iterator<Item = JsonSocket<'a>>> {
     schema: u32,
     source: &'static str,
     port_range: [u16; 2],
@@ -26,9 +29,25 @@ struct Document<'a> {
     /// With `--netns`/`--all-netns`: each namespace and its own port range.
     #[serde(skip_serializing_if = "Option::is_none")]
     namespaces: Option<Vec<JsonNetns<'a>>>,
-    sockets: Vec<JsonSocket<'a>>,
+    sockets: Streamed<I>,
     /// Every FTP session, whatever the filters show of its sockets.
     ftp_sessions: Vec<JsonSession<'a>>,
+}
+
+/// A sequence written straight from an iterator: 200,000 sockets go out
+/// one by one instead of as a vector of documents first.
+struct Streamed<I>(RefCell<Option<I>>);
+
+impl<T: Serialize, I: Iterator<Item = T>> Serialize for Streamed<I> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let items = self
+            .0
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| S::Error::custom("a stream is written once"))?;
+        serializer.collect_seq(items)
+    }
 }
 
 #[derive(Serialize)]
@@ -221,9 +240,9 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
                 })
                 .collect()
         }),
-        sockets: crate::shown(cfg, parts)
-            .map(|(p, r)| socket_of(cfg, p, r))
-            .collect(),
+        sockets: Streamed(RefCell::new(Some(
+            crate::shown(cfg, parts).map(|(p, r)| socket_of(cfg, p, r)),
+        ))),
         ftp_sessions: parts
             .iter()
             .flat_map(|p| p.sessions.iter().map(move |s| (p, s)))
