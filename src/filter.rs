@@ -87,6 +87,18 @@ impl FromStr for Prefix {
                 .filter(|&l| l <= max)
                 .ok_or_else(|| format!("'{text}': prefix length must be 0-{max}"))?,
         };
+        // An IPv4-mapped prefix (`::ffff:10.0.0.0/104`) is the IPv4 prefix
+        // it maps (`10.0.0.0/8`): sockets are compared in their IPv4 form.
+        let mapped = match addr {
+            IpAddr::V6(v6) if len >= 96 => v6.to_ipv4_mapped(),
+            _ => None,
+        };
+        if let Some(v4) = mapped {
+            return Ok(Prefix {
+                addr: IpAddr::V4(v4),
+                len: len - 96,
+            });
+        }
         Ok(Prefix { addr, len })
     }
 }
@@ -299,6 +311,11 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Prefix>().is_err());
         assert!("nonsense".parse::<Prefix>().is_err());
         assert!("[::1]".parse::<Prefix>().is_ok());
+        // a v4-mapped prefix is the IPv4 prefix it maps
+        let mapped: Prefix = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+        assert!(mapped.contains("10.200.0.1".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
     }
 
     #[test]

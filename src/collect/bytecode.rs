@@ -241,8 +241,8 @@ fn unspecified_host(family: Family) -> Test {
 /// The address on `side` is inside `prefix`, as [`Prefix::contains`] has it
 /// (mapped addresses are IPv4, on both sides of the comparison).
 fn host(side: Side, prefix: &Prefix, family: Family) -> Disjunction {
-    // Prefix::contains compares canonical addresses, with the length cut to
-    // the canonical family's: `::ffff:10.0.0.0/104` is 10.0.0.0/32 there.
+    // Prefix::contains compares canonical addresses (a mapped prefix is
+    // parsed into its IPv4 form), with the length of the canonical family.
     let (addr, len) = match canonical(prefix.addr) {
         IpAddr::V4(a) => (IpAddr::V4(a), prefix.len.min(32)),
         IpAddr::V6(a) => (IpAddr::V6(a), prefix.len.min(128)),
