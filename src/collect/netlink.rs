@@ -221,15 +221,20 @@ const INET_DIAG_REQ_BYTECODE: u16 = 1;
 /// Appends a `struct nlattr` (`u16 nla_len; u16 nla_type;` and the payload,
 /// padded to 4 bytes: NLA_ALIGN) to a netlink message, and makes the
 /// message's `nlmsg_len` (its first 4 bytes) cover it.
+/// A payload too long for an attribute (`bytecode::compile` never makes one)
+/// is left out: the kernel then sends every socket, and user space filters.
 fn append_attribute(message: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let Ok(len) = u16::try_from(4 + payload.len()) else {
+        return;
+    };
     // the message ends aligned (NLMSG_ALIGN), so the attribute starts so
     message.resize(message.len().next_multiple_of(4), 0);
-    let len = u16::try_from(4 + payload.len()).expect("an attribute of at most 65,535 bytes");
     message.extend_from_slice(&len.to_ne_bytes());
     message.extend_from_slice(&kind.to_ne_bytes());
     message.extend_from_slice(payload);
     message.resize(message.len().next_multiple_of(4), 0);
-    let total = u32::try_from(message.len()).expect("a message under 4 GiB");
+    // a request is a few hundred bytes; the u32 cannot overflow
+    let total = message.len() as u32;
     message[..4].copy_from_slice(&total.to_ne_bytes());
 }
 

@@ -171,8 +171,7 @@ pub fn sockstat_hint(net_root: &Path, protos: &[Proto]) -> usize {
             }
             let words: Vec<&str> = fields.split_whitespace().collect();
             for pair in words.chunks(2) {
-                if let [key @ ("inuse" | "tw"), value] = pair {
-                    let _ = key;
+                if let ["inuse" | "tw", value] = pair {
                     total += value.parse::<usize>().unwrap_or(0);
                 }
             }
