@@ -150,6 +150,11 @@ impl Config {
         })
     }
 
+    /// Whether the output names namespaces (`--netns`, `--all-netns`).
+    pub fn names_namespaces(&self) -> bool {
+        self.netns.is_some() || self.all_netns
+    }
+
     /// Whether a saved /proc tree is replayed (`SOCKWHO_PROC_ROOT`): then
     /// nothing is read from the live kernel's netlink.
     pub fn replaying(&self) -> bool {

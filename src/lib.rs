@@ -88,7 +88,6 @@ pub fn run(
         .map_err(Error::Output)
 }
 
-/// Collects and classifies every namespace the configuration names.
 /// What watch mode keeps from one refresh to the next, so that a refresh
 /// costs no more than a one-shot run: owners of sockets already seen, names
 /// already looked up, and what earlier refreshes saw (by namespace inode).
@@ -109,7 +108,7 @@ pub fn look(
     notices: &mut Notices,
     mut cache: Option<&mut Cache>,
 ) -> Result<Vec<Part>, Error> {
-    let labelled = cfg.netns.is_some() || cfg.all_netns;
+    let labelled = cfg.names_namespaces();
     let mut collected = Vec::new();
     let (targets, mut unseen) = targets(cfg)?;
     for target in targets {

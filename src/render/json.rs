@@ -155,7 +155,7 @@ struct JsonProcess<'a> {
 /// One socket of `part` in the JSON shape, as the options ask for it.
 pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: Row<'a>) -> JsonSocket<'a> {
     let mut s = socket(row, cfg.program);
-    if cfg.netns.is_some() || cfg.all_netns {
+    if cfg.names_namespaces() {
         s.netns = part.netns.as_ref().map(JsonNetnsId::from);
     }
     s
@@ -221,7 +221,7 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
 pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
     let first = parts.first();
     let range = first.map(|p| p.port_range.clone()).unwrap_or_default();
-    let labelled = cfg.netns.is_some() || cfg.all_netns;
+    let labelled = cfg.names_namespaces();
     let doc = Document {
         schema: SCHEMA,
         source: first.map_or(Source::Netlink, |p| p.source).name(),

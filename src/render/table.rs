@@ -43,7 +43,7 @@ const fn col(title: &'static str, right: bool) -> Column {
 impl Table<'_> {
     /// Whether namespaces are named: a NETNS column comes first.
     fn labelled(&self) -> bool {
-        self.cfg.netns.is_some() || self.cfg.all_netns
+        self.cfg.names_namespaces()
     }
 
     fn columns(&self) -> Vec<Column> {
