@@ -152,9 +152,12 @@ pub fn look(
         notices.push(line);
     }
     // FTP needs owners (same process, daemons); they are read once for all
-    // namespaces, only where FTP is in use or -p asks for them.
-    let ftp = |s: &Snapshot| cfg.ftp_view || uses_ftp_port(s, &cfg.ftp_ports);
-    if cfg.program || cfg.filter.needs_owners() || collected.iter().any(|(_, _, s, _)| ftp(s)) {
+    // namespaces, only where FTP is in use (collect_one then asked
+    // conntrack: its answer is there) or -p asks for them.
+    let ftp = collected
+        .iter()
+        .any(|(_, _, _, conntrack)| conntrack.is_some());
+    if cfg.program || cfg.filter.needs_owners() || ftp {
         let owners = cache
             .as_deref_mut()
             .map(|c| (&mut c.owners, &mut c.owner_walks));
