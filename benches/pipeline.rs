@@ -15,7 +15,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
 use clap::Parser;
-use sockwho::Part;
 use sockwho::classify::{self, Classified};
 use sockwho::cli::Cli;
 use sockwho::collect::names::Names;
@@ -24,6 +23,7 @@ use sockwho::model::{
     Endpoint, Family, PortRange, Proto, Snapshot, Socket, Source, State, Timer, TimerKind,
 };
 use sockwho::render::{json, palette::Palette, table::Table};
+use sockwho::view::Part;
 
 const LISTENERS: usize = 100;
 const PAIRS: usize = 99_000;
@@ -174,12 +174,13 @@ static CONFIG: LazyLock<Config> = LazyLock::new(|| {
     Config::new(
         &Cli::parse_from(["sockwho", "-tan"]),
         &Environment::default(),
+        |_| None,
     )
     .unwrap()
 });
 
 /// The classified snapshot as the renderers take it, built as
-/// `sockwho::look` builds it: every row; the renderers pick what `-tan` shows.
+/// `Pipeline::look` builds it: every row; the renderers pick what `-tan` shows.
 static PARTS: LazyLock<[Part; 1]> = LazyLock::new(|| {
     let Classified { labels, sessions } = classify::classify(&SNAPSHOT, Default::default());
     [Part {
@@ -196,7 +197,7 @@ static PARTS: LazyLock<[Part; 1]> = LazyLock::new(|| {
 
 /// How many rows `-tan` shows.
 fn shown() -> usize {
-    sockwho::shown(&CONFIG, &*PARTS).count()
+    sockwho::view::shown(&CONFIG, &*PARTS).count()
 }
 
 #[divan::bench(sample_count = 20)]

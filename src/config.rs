@@ -1,11 +1,13 @@
 //! Options resolved once: what to dump, what to show, how to print it. The
-//! environment (terminal, `NO_COLOR`, `TERM`) is read here and nowhere else.
+//! environment (terminal, `NO_COLOR`, `TERM`, the replay roots) is read here
+//! and nowhere else. No file is read here: service names for port filters
+//! come through the lookup the caller passes.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, ColorChoice, Format, Source};
-use crate::collect::names::Services;
+use crate::collect::{Inputs, KernelFilter, PerProto, Request};
 use crate::filter::{Filter, PortSpec};
 use crate::model::{Family, Proto, State};
 
@@ -42,8 +44,8 @@ pub struct Config {
     pub all_netns: bool,
     pub color: bool,
     pub source: Source,
-    /// Where /proc is (`SOCKWHO_PROC_ROOT` replays a saved tree).
-    pub proc_root: PathBuf,
+    /// Where the outside world is read from (live, or replayed).
+    pub inputs: Inputs,
 }
 
 /// The parts of the process environment that change what sockwho does.
@@ -52,24 +54,35 @@ pub struct Environment {
     pub stdout_is_tty: bool,
     pub no_color: Option<String>,
     pub term: Option<String>,
-    pub proc_root: Option<PathBuf>,
+    pub inputs: Inputs,
 }
 
 impl Environment {
     pub fn read() -> Environment {
+        let path = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        let live = Inputs::live();
         Environment {
             stdout_is_tty: std::io::stdout().is_terminal(),
             no_color: std::env::var("NO_COLOR").ok(),
             term: std::env::var("TERM").ok(),
-            proc_root: std::env::var_os("SOCKWHO_PROC_ROOT").map(PathBuf::from),
+            inputs: Inputs {
+                proc: path("SOCKWHO_PROC_ROOT").unwrap_or(live.proc),
+                etc: path("SOCKWHO_ETC_ROOT").unwrap_or(live.etc),
+                run: path("SOCKWHO_RUN_ROOT").unwrap_or(live.run),
+                diag_file: path("SOCKWHO_DIAG_FILE"),
+            },
         }
     }
 }
 
 impl Config {
-    /// Resolves the options; `Err` is a usage error (a port name that
-    /// /etc/services does not know).
-    pub fn new(cli: &Cli, env: &Environment) -> Result<Config, String> {
+    /// Resolves the options; `service` names ports (`--sport ssh`). `Err` is
+    /// a usage error (a port name that `service` does not know).
+    pub fn new(
+        cli: &Cli,
+        env: &Environment,
+        service: impl Fn(&str) -> Option<u16>,
+    ) -> Result<Config, String> {
         let protos = match (cli.tcp, cli.udp) {
             (true, false) => vec![Proto::Tcp],
             (false, true) => vec![Proto::Udp],
@@ -96,18 +109,8 @@ impl Config {
                     && env.term.as_deref() != Some("dumb")
             }
         };
-        let services = if [&cli.sport, &cli.dport, &cli.port]
-            .iter()
-            .any(|v| v.iter().any(|p| p.parse::<u16>().is_err()))
-        {
-            Services::load("/etc/services".as_ref())
-        } else {
-            Services::default()
-        };
         let ports = |list: &[String]| -> Result<Vec<PortSpec>, String> {
-            list.iter()
-                .map(|p| PortSpec::parse(p, |name| services.port(name)))
-                .collect()
+            list.iter().map(|p| PortSpec::parse(p, &service)).collect()
         };
         let filter = Filter {
             states: cli.state.iter().copied().reduce(|a, b| a | b),
@@ -143,10 +146,7 @@ impl Config {
             all_netns: cli.all_netns,
             color: color && cli.format == Format::Table,
             source: cli.source,
-            proc_root: env
-                .proc_root
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("/proc")),
+            inputs: env.inputs.clone(),
         })
     }
 
@@ -155,20 +155,25 @@ impl Config {
         self.netns.is_some() || self.all_netns
     }
 
-    /// Whether a saved /proc tree is replayed (`SOCKWHO_PROC_ROOT`): then
-    /// nothing is read from the live kernel's netlink.
-    pub fn replaying(&self) -> bool {
-        self.proc_root.as_os_str() != "/proc"
-    }
-
-    /// Where the per-namespace /proc files are: `/proc/net` follows the
-    /// thread group's leader, so a thread that entered another namespace
-    /// reads `/proc/thread-self/net`.
-    pub fn net_root(&self) -> PathBuf {
-        if self.replaying() {
-            self.proc_root.clone()
-        } else {
-            self.proc_root.join("thread-self")
+    /// What to ask the collectors for: the states to dump and, with port
+    /// or address filters, the programs the kernel runs.
+    pub fn request(&self) -> Request {
+        let per_proto = |f: &dyn Fn(Proto) -> u32| PerProto {
+            tcp: f(Proto::Tcp),
+            udp: f(Proto::Udp),
+        };
+        let kernel_filter = self.filter.has_endpoint_filters().then(|| KernelFilter {
+            states: per_proto(&|p| self.wanted_states(p)),
+            inet: crate::collect::bytecode::compile(&self.filter, Family::Inet),
+            inet6: crate::collect::bytecode::compile(&self.filter, Family::Inet6),
+        });
+        Request {
+            protos: self.protos.clone(),
+            families: self.families.clone(),
+            states: per_proto(&|p| self.dump_states(p)),
+            kernel_filter,
+            source: self.source,
+            verbose: self.verbose,
         }
     }
 
@@ -219,7 +224,7 @@ mod tests {
     fn config(args: &[&str], env: &Environment) -> Config {
         let mut argv = vec!["sockwho"];
         argv.extend_from_slice(args);
-        Config::new(&Cli::parse_from(argv), env).unwrap()
+        Config::new(&Cli::parse_from(argv), env, |_| None).unwrap()
     }
 
     #[test]

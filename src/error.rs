@@ -30,8 +30,10 @@ pub fn reason(e: &io::Error) -> String {
 }
 
 impl Error {
-    /// 1 for every failure to read or write; usage errors (2) never get
-    /// here, clap reports them. A reader that went away is not a failure.
+    /// 2 for a usage error (clap's own are mapped in main.rs; values clap
+    /// cannot judge, such as an unknown service name, come as `Usage`),
+    /// 1 for every failure to read or write. A reader that went away is not
+    /// a failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             _ if self.is_broken_pipe() => 0,

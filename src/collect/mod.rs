@@ -1,6 +1,15 @@
 //! Everything that touches the kernel or /proc: the socket tables (over
-//! sock_diag netlink, or /proc/net as fallback), the port range, owners and
-//! names. Each submodule owns one source.
+//! sock_diag netlink, or /proc/net as fallback), the port range, owners,
+//! names and conntrack. Each submodule owns one source.
+//!
+//! The seam: collectors take an [`Inputs`] (where the outside world is read
+//! from: the live system, or a saved copy of it) and a small [`Request`]
+//! (which sockets), never the whole configuration. Replayed inputs are a
+//! saved `/proc` tree (`SOCKWHO_PROC_ROOT`), a raw sock_diag dump as
+//! `ss -D FILE` writes it (`SOCKWHO_DIAG_FILE`), and other roots for `/etc`
+//! and `/run` (`SOCKWHO_ETC_ROOT`, `SOCKWHO_RUN_ROOT`), so that everything
+//! above this module, and the binary itself, runs on captured fixtures
+//! without root.
 
 pub mod bytecode;
 pub mod conntrack;
@@ -13,13 +22,14 @@ pub mod procfs;
 pub mod sysctl;
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use crate::cli::Source as SourceChoice;
-use crate::config::Config;
 use crate::error::Error;
-use crate::model::{PortRange, Process, Proto, Snapshot, Socket, Source, State};
+use crate::model::{Conntrack, Family, PortRange, Process, Proto, Snapshot, Socket, Source, State};
+use names::{Services, Users};
 
-/// Non-fatal problems, each said once on stderr at the end of the run.
+/// Non-fatal problems, each said once on stderr.
 #[derive(Debug, Default)]
 pub struct Notices {
     lines: Vec<String>,
@@ -41,78 +51,237 @@ impl Notices {
             self.push(line);
         }
     }
+
+    /// Takes the lines out, leaving none: watch mode prints them as they come.
+    pub fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lines)
+    }
 }
 
-/// Collects the sockets and the port range the configuration asks for.
-pub fn snapshot(cfg: &Config, notices: &mut Notices) -> Result<Snapshot, Error> {
-    let port_range = sysctl::read_port_range(&cfg.proc_root).unwrap_or_else(|why| {
-        notices.push(format!("{why}; using the default port range 32768-60999"));
-        PortRange::default()
-    });
-    let procfs = |notices: &mut Notices| read_procfs(cfg, notices).map(|s| (s, Source::Procfs));
-    let (sockets, source) = match cfg.source {
-        SourceChoice::Netlink => (dump_netlink(cfg, notices)?, Source::Netlink),
-        SourceChoice::Procfs => procfs(notices)?,
-        // A replayed /proc tree has no netlink to go with it.
-        SourceChoice::Auto if cfg.replaying() => procfs(notices)?,
-        // No sock_diag (a kernel without inet_diag or udp_diag, a seccomp
-        // filter): /proc/net has the same sockets.
-        SourceChoice::Auto => match dump_netlink(cfg, notices) {
-            Ok(sockets) => (sockets, Source::Netlink),
-            Err(_) => procfs(notices)?,
-        },
-    };
-    Ok(Snapshot {
-        sockets,
-        port_range,
-        source,
-    })
+/// Where the outside world is read from. [`Inputs::live`] is the running
+/// system; any other root, or a sock_diag file, is a replay: then nothing is
+/// read from the live kernel (no netlink dump, no conntrack, no namespace is
+/// entered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    /// `/proc`: the socket tables, sysctls, owners, namespaces.
+    pub proc: PathBuf,
+    /// `/etc`: `services` and `passwd`.
+    pub etc: PathBuf,
+    /// `/run`: `netns/` and `docker/netns/`, where namespaces are named.
+    pub run: PathBuf,
+    /// A raw sock_diag dump (`ss -D FILE`) read instead of the kernel's.
+    pub diag_file: Option<PathBuf>,
+}
+
+impl Default for Inputs {
+    fn default() -> Inputs {
+        Inputs::live()
+    }
+}
+
+impl Inputs {
+    pub fn live() -> Inputs {
+        Inputs {
+            proc: PathBuf::from("/proc"),
+            etc: PathBuf::from("/etc"),
+            run: PathBuf::from("/run"),
+            diag_file: None,
+        }
+    }
+
+    /// Whether anything is replayed rather than read from the live kernel.
+    pub fn replaying(&self) -> bool {
+        self.proc != Path::new("/proc") || self.diag_file.is_some()
+    }
+
+    /// Where the per-namespace /proc files are: `/proc/net` follows the
+    /// thread group's leader, so a thread that entered another namespace
+    /// reads `/proc/thread-self/net`. A saved tree is one namespace already.
+    pub fn net_root(&self) -> PathBuf {
+        if self.proc != Path::new("/proc") {
+            self.proc.clone()
+        } else {
+            self.proc.join("thread-self")
+        }
+    }
+
+    pub fn services(&self) -> Services {
+        Services::load(&self.etc.join("services"))
+    }
+
+    pub fn users(&self) -> Users {
+        Users::load(&self.etc.join("passwd"))
+    }
+
+    /// The port range of the namespace the calling thread is in (files
+    /// under /proc/sys/net show the namespace of the thread that opens them).
+    pub fn port_range(&self, notices: &mut Notices) -> PortRange {
+        sysctl::read_port_range(&self.proc).unwrap_or_else(|why| {
+            notices.push(format!("{why}; using the default port range 32768-60999"));
+            PortRange::default()
+        })
+    }
+
+    /// The calling thread's namespace's sockets that `request` asks for,
+    /// with its port range.
+    pub fn snapshot(&self, request: &Request, notices: &mut Notices) -> Result<Snapshot, Error> {
+        let port_range = self.port_range(notices);
+        let procfs = |notices: &mut Notices| {
+            read_procfs(&self.net_root(), request, notices).map(|s| (s, Source::Procfs))
+        };
+        let (sockets, source) = match (request.source, &self.diag_file) {
+            (SourceChoice::Procfs, _) => procfs(notices)?,
+            (_, Some(file)) => {
+                let mut replay = shim::Replay::open(file).map_err(|e| Error::Proc {
+                    path: file.clone(),
+                    source: e,
+                })?;
+                (dump(&mut replay, request, None, notices)?, Source::Netlink)
+            }
+            (SourceChoice::Netlink, None) => (self.dump_live(request, notices)?, Source::Netlink),
+            // A replayed /proc tree has no netlink to go with it.
+            (SourceChoice::Auto, None) if self.replaying() => procfs(notices)?,
+            // No sock_diag (a kernel without inet_diag or udp_diag, a seccomp
+            // filter): /proc/net has the same sockets.
+            (SourceChoice::Auto, None) => match self.dump_live(request, notices) {
+                Ok(sockets) => (sockets, Source::Netlink),
+                Err(_) => procfs(notices)?,
+            },
+        };
+        Ok(Snapshot {
+            sockets,
+            port_range,
+            source,
+        })
+    }
+
+    fn dump_live(&self, request: &Request, notices: &mut Notices) -> Result<Vec<Socket>, Error> {
+        let mut diag = netlink::DiagSocket::open()?;
+        let hint = procfs::sockstat_hint(&self.net_root(), &request.protos);
+        dump(&mut diag, request, Some(hint), notices)
+    }
+
+    /// The calling thread's namespace's conntrack; never from a replay.
+    pub fn conntrack(&self) -> Result<Conntrack, String> {
+        if self.replaying() {
+            return Err("not read from a replayed input".to_string());
+        }
+        conntrack::read(&self.net_root())
+    }
+
+    /// The owners of the sockets whose inodes are in `wanted`.
+    pub fn owners(
+        &self,
+        wanted: &HashSet<u64>,
+        notices: &mut Notices,
+    ) -> Result<Vec<(u64, Process)>, Error> {
+        let owners = processes::find_owners(&self.proc, wanted).map_err(|source| Error::Proc {
+            path: self.proc.clone(),
+            source,
+        })?;
+        if owners.denied > 0 {
+            notices.push(format!(
+                "cannot see which sockets {} processes of other users hold: their owners show as - (run as root to see them)",
+                owners.denied
+            ));
+        }
+        Ok(owners.by_inode)
+    }
+}
+
+/// Which sockets to collect: what a collector needs to know, and no more.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub protos: Vec<Proto>,
+    pub families: Vec<Family>,
+    /// The state bits (`State::bit`) to dump, per protocol, listeners
+    /// included: classification needs them whatever is shown.
+    pub states: PerProto,
+    /// Filters the kernel can run; `None` when there are none.
+    pub kernel_filter: Option<KernelFilter>,
+    pub source: SourceChoice,
+    /// Say what the kernel returned (`-v`).
+    pub verbose: bool,
+}
+
+/// State bits for each protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerProto {
+    pub tcp: u32,
+    pub udp: u32,
+}
+
+impl PerProto {
+    pub fn get(&self, proto: Proto) -> u32 {
+        match proto {
+            Proto::Tcp => self.tcp,
+            Proto::Udp => self.udp,
+        }
+    }
+}
+
+/// Port and address filters compiled for the kernel: with one, a dump asks
+/// only for the wanted states and sockets the program accepts, and the
+/// listeners come from a second dump of the listening table alone.
+#[derive(Debug, Clone, Default)]
+pub struct KernelFilter {
+    pub states: PerProto,
+    /// sock_diag bytecode for IPv4 and IPv6 (`None`: the family's filter
+    /// cannot be compiled; user space applies it anyway).
+    pub inet: Option<Vec<u8>>,
+    pub inet6: Option<Vec<u8>>,
+}
+
+impl KernelFilter {
+    fn bytecode(&self, family: Family) -> Option<&[u8]> {
+        match family {
+            Family::Inet => self.inet.as_deref(),
+            Family::Inet6 => self.inet6.as_deref(),
+        }
+    }
 }
 
 /// One dump per family and protocol. With port or address filters the
 /// kernel runs them (sock_diag bytecode) and only matching sockets cross
 /// into user space; the listeners, which classification needs whatever is
 /// shown, come from a second dump of the listening table alone, which is
-/// small.
-fn dump_netlink(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error> {
-    let mut diag = netlink::DiagSocket::open()?;
-    let filtered = cfg.filter.has_endpoint_filters();
-    let mut sockets = if filtered {
-        Vec::new()
-    } else {
+/// small. `hint` is how many sockets the namespace has (/proc/net/sockstat).
+fn dump(
+    diag: &mut dyn shim::SockDiag,
+    request: &Request,
+    hint: Option<usize>,
+    notices: &mut Notices,
+) -> Result<Vec<Socket>, Error> {
+    let filtered = request.kernel_filter.as_ref();
+    let mut sockets = match hint {
         // a little over, for sockets made while we dump
-        let hint = procfs::sockstat_hint(&cfg.net_root(), &cfg.protos);
-        Vec::with_capacity(hint + hint / 64 + 16)
+        Some(hint) if filtered.is_none() => Vec::with_capacity(hint + hint / 64 + 16),
+        _ => Vec::new(),
     };
-    for &proto in &cfg.protos {
+    for &proto in &request.protos {
         let listening = match proto {
             Proto::Tcp => State::Listen.bit(),
             Proto::Udp => State::Close.bit(),
         };
-        for &family in &cfg.families {
+        for &family in &request.families {
             let start = sockets.len();
-            let bytecode = if filtered {
-                bytecode::compile(&cfg.filter, family)
-            } else {
-                None
-            };
-            let states = if filtered {
-                cfg.wanted_states(proto)
-            } else {
-                cfg.dump_states(proto)
+            let (states, bytecode) = match filtered {
+                Some(f) => (f.states.get(proto), f.bytecode(family)),
+                None => (request.states.get(proto), None),
             };
             if states != 0 {
-                diag.dump_filtered(family, proto, states, bytecode.as_deref(), &mut sockets)?;
+                diag.dump_filtered(family, proto, states, bytecode, &mut sockets)?;
             }
             let matched = sockets.len() - start;
-            if filtered {
+            if filtered.is_some() {
                 let mut context = Vec::new();
                 diag.dump_filtered(family, proto, listening, None, &mut context)?;
                 let known: HashSet<Option<u64>> =
                     sockets[start..].iter().map(|s| s.cookie).collect();
                 sockets.extend(context.into_iter().filter(|s| !known.contains(&s.cookie)));
             }
-            if cfg.verbose {
+            if request.verbose {
                 notices.push(format!(
                     "netlink {}/{}: the kernel returned {matched} sockets{} and {} listeners for context",
                     proto.name(),
@@ -126,22 +295,23 @@ fn dump_netlink(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Erro
     Ok(sockets)
 }
 
-fn read_procfs(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error> {
+fn read_procfs(
+    net_root: &Path,
+    request: &Request,
+    notices: &mut Notices,
+) -> Result<Vec<Socket>, Error> {
     let mut sockets = Vec::new();
-    for &proto in &cfg.protos {
-        for &family in &cfg.families {
+    for &proto in &request.protos {
+        for &family in &request.families {
             let malformed = procfs::read_table(
-                &cfg.net_root(),
+                net_root,
                 family,
                 proto,
-                cfg.dump_states(proto),
+                request.states.get(proto),
                 &mut sockets,
             )
             .map_err(|source| Error::Proc {
-                path: cfg
-                    .net_root()
-                    .join("net")
-                    .join(procfs::file_name(family, proto)),
+                path: net_root.join("net").join(procfs::file_name(family, proto)),
                 source,
             })?;
             if let Some(first) = malformed.first() {
@@ -155,21 +325,48 @@ fn read_procfs(cfg: &Config, notices: &mut Notices) -> Result<Vec<Socket>, Error
     Ok(sockets)
 }
 
-/// The owners of the sockets whose inodes are in `wanted`.
-pub fn owners(
-    cfg: &Config,
-    wanted: &HashSet<u64>,
-    notices: &mut Notices,
-) -> Result<Vec<(u64, Process)>, Error> {
-    let owners = processes::find_owners(&cfg.proc_root, wanted).map_err(|source| Error::Proc {
-        path: cfg.proc_root.clone(),
-        source,
-    })?;
-    if owners.denied > 0 {
-        notices.push(format!(
-            "cannot see which sockets {} processes of other users hold: their owners show as - (run as root to see them)",
-            owners.denied
-        ));
+// TEMPORARY until the netlink engine lands (helper h3): the same shapes.
+mod shim {
+    use super::netlink::{DiagSocket, NetlinkError};
+    use crate::model::{Family, Proto, Socket};
+    pub trait SockDiag {
+        fn dump_filtered(
+            &mut self,
+            family: Family,
+            proto: Proto,
+            states: u32,
+            bytecode: Option<&[u8]>,
+            out: &mut Vec<Socket>,
+        ) -> Result<(), NetlinkError>;
     }
-    Ok(owners.by_inode)
+    impl SockDiag for DiagSocket {
+        fn dump_filtered(
+            &mut self,
+            family: Family,
+            proto: Proto,
+            states: u32,
+            bytecode: Option<&[u8]>,
+            out: &mut Vec<Socket>,
+        ) -> Result<(), NetlinkError> {
+            DiagSocket::dump_filtered(self, family, proto, states, bytecode, out)
+        }
+    }
+    pub struct Replay;
+    impl Replay {
+        pub fn open(_: &std::path::Path) -> std::io::Result<Replay> {
+            Err(std::io::Error::other("not yet"))
+        }
+    }
+    impl SockDiag for Replay {
+        fn dump_filtered(
+            &mut self,
+            _: Family,
+            _: Proto,
+            _: u32,
+            _: Option<&[u8]>,
+            _: &mut Vec<Socket>,
+        ) -> Result<(), NetlinkError> {
+            Ok(())
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::Inputs;
 use crate::model::NetnsId;
 
 /// A namespace to look into. `file` is `None` for the one sockwho runs in.
@@ -80,11 +81,11 @@ fn inode_of(path: &Path) -> io::Result<u64> {
 }
 
 /// The namespace this process runs in.
-pub fn current(proc_root: &Path) -> io::Result<Target> {
-    let inode = inode_of(&proc_root.join("thread-self/ns/net"))?;
+pub fn current(inputs: &Inputs) -> io::Result<Target> {
+    let inode = inode_of(&inputs.proc.join("thread-self/ns/net"))?;
     Ok(Target {
         id: NetnsId {
-            name: named(&names(), inode),
+            name: named(&names(&inputs.run), inode),
             inode,
             pid: Some(std::process::id()),
         },
@@ -92,11 +93,14 @@ pub fn current(proc_root: &Path) -> io::Result<Target> {
     })
 }
 
+/// Where namespaces are named under /run: `ip netns` and Docker.
+const NAMED: [(&str, &str); 2] = [("netns", ""), ("docker/netns", "docker/")];
+
 /// Names under /run/netns and /run/docker/netns, by inode.
-fn names() -> HashMap<u64, String> {
+fn names(run: &Path) -> HashMap<u64, String> {
     let mut found = HashMap::new();
-    for (dir, prefix) in [("/run/netns", ""), ("/run/docker/netns", "docker/")] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    for (dir, prefix) in NAMED {
+        let Ok(entries) = std::fs::read_dir(run.join(dir)) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -115,22 +119,23 @@ fn named(names: &HashMap<u64, String>, inode: u64) -> Option<String> {
 
 /// `--netns NAME|PATH|PID`: a name under /run/netns, a path to a namespace
 /// file, or a process whose namespace to use.
-pub fn resolve(spec: &str, proc_root: &Path) -> io::Result<Target> {
+pub fn resolve(spec: &str, inputs: &Inputs) -> io::Result<Target> {
     let (path, pid) = if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
-        (proc_root.join(spec).join("ns/net"), spec.parse().ok())
+        (inputs.proc.join(spec).join("ns/net"), spec.parse().ok())
     } else if spec.contains('/') {
         (PathBuf::from(spec), None)
     } else {
-        (Path::new("/run/netns").join(spec), None)
+        (inputs.run.join("netns").join(spec), None)
     };
     let file = File::open(&path)?;
     let inode = file.metadata()?.ino();
-    if inode == inode_of(&proc_root.join("thread-self/ns/net"))? {
-        return current(proc_root);
+    if inode == inode_of(&inputs.proc.join("thread-self/ns/net"))? {
+        return current(inputs);
     }
     Ok(Target {
         id: NetnsId {
-            name: named(&names(), inode).or_else(|| pid.is_none().then(|| spec.to_string())),
+            name: named(&names(&inputs.run), inode)
+                .or_else(|| pid.is_none().then(|| spec.to_string())),
             inode,
             pid,
         },
@@ -140,13 +145,13 @@ pub fn resolve(spec: &str, proc_root: &Path) -> io::Result<Target> {
 
 /// Every network namespace on the host, each once: the current one first,
 /// then named ones, then those only a process holds.
-pub fn discover(proc_root: &Path) -> io::Result<(Vec<Target>, Unseen)> {
-    let names = names();
-    let mut targets = vec![current(proc_root)?];
+pub fn discover(inputs: &Inputs) -> io::Result<(Vec<Target>, Unseen)> {
+    let names = names(&inputs.run);
+    let mut targets = vec![current(inputs)?];
     let mut seen: HashMap<u64, usize> = HashMap::from([(targets[0].id.inode, 0)]);
     let mut unseen = Unseen::default();
-    for (dir, prefix) in [("/run/netns", ""), ("/run/docker/netns", "docker/")] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    for (dir, prefix) in NAMED {
+        let Ok(entries) = std::fs::read_dir(inputs.run.join(dir)) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -171,7 +176,7 @@ pub fn discover(proc_root: &Path) -> io::Result<(Vec<Target>, Unseen)> {
             });
         }
     }
-    for entry in std::fs::read_dir(proc_root)?.flatten() {
+    for entry in std::fs::read_dir(&inputs.proc)?.flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()

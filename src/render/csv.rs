@@ -7,9 +7,9 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use crate::Part;
 use crate::config::Config;
 use crate::render::json::socket_of;
+use crate::view::Part;
 
 /// The columns, as paths into a JSON socket.
 pub const COLUMNS: &[&str] = &[
@@ -72,7 +72,7 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
     let mut csv = csv::Writer::from_writer(out);
     let header: Vec<String> = COLUMNS.iter().map(|c| c.replace('.', "_")).collect();
     csv.write_record(&header)?;
-    for (part, row) in crate::shown(cfg, parts) {
+    for (part, row) in crate::view::shown(cfg, parts) {
         let socket = serde_json::to_value(socket_of(cfg, part, row)).map_err(io::Error::from)?;
         csv.write_record(COLUMNS.iter().map(|path| field(lookup(&socket, path))))?;
     }

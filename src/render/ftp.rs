@@ -10,11 +10,11 @@ use comfy_table::{ContentArrangement, Table, presets};
 
 use super::escape::terminal_safe;
 use super::palette::Palette;
-use crate::Part;
 use crate::classify::Row;
 use crate::classify::ftp::{Helper, Mode, Role, Session, Side};
 use crate::classify::ports::{PortClass, port_class};
 use crate::model::{Conntrack, ConntrackSource, Endpoint, NetnsId, PortRange, canonical};
+use crate::view::Part;
 
 pub struct View<'a> {
     pub part: &'a Part,

@@ -9,13 +9,13 @@ use std::cell::RefCell;
 
 use serde::Serialize;
 
-use crate::Part;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, EvidenceSet};
 use crate::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
 use crate::classify::ports::PortClass;
 use crate::config::Config;
 use crate::model::{NetnsId, Source};
+use crate::view::Part;
 
 pub const SCHEMA: u32 = 1;
 
@@ -241,7 +241,7 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
                 .collect()
         }),
         sockets: Streamed(RefCell::new(Some(
-            crate::shown(cfg, parts).map(|(p, r)| socket_of(cfg, p, r)),
+            crate::view::shown(cfg, parts).map(|(p, r)| socket_of(cfg, p, r)),
         ))),
         ftp_sessions: parts
             .iter()

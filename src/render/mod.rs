@@ -1,9 +1,46 @@
-//! Renderers: classified rows in, bytes out, to any `io::Write`.
+//! Renderers: classified rows in, bytes out, to any `io::Write`. They read
+//! a [`view`](crate::view) and the names already looked up, and never
+//! collect.
 
 pub mod csv;
 pub mod escape;
+pub mod events;
 pub mod ftp;
 pub mod json;
 pub mod palette;
+pub mod screen;
 pub mod table;
-pub mod watch;
+pub mod time;
+
+use std::io::{self, Write};
+
+use crate::cli::Format;
+use crate::collect::names::Names;
+use crate::config::Config;
+use crate::view::Part;
+use palette::Palette;
+
+/// Whether the output shows names (services, users, hosts): only the table.
+pub fn needs_names(cfg: &Config) -> bool {
+    !cfg.ftp_view && cfg.format == Format::Table
+}
+
+/// Writes one look in the configured format: the FTP view, JSON, JSON
+/// Lines (every socket is new), CSV or the table.
+pub fn write(cfg: &Config, parts: &[Part], names: &Names, out: &mut dyn Write) -> io::Result<()> {
+    let palette = Palette::new(cfg.color);
+    if cfg.ftp_view {
+        return ftp::write(parts, palette, out);
+    }
+    match cfg.format {
+        Format::Json => json::write(cfg, parts, out),
+        Format::Csv => csv::write(cfg, parts, out),
+        Format::Jsonl => events::Events::default().write(cfg, parts, out),
+        Format::Table => table::Table {
+            cfg,
+            names,
+            palette,
+        }
+        .write(parts, out),
+    }
+}

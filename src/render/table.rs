@@ -16,7 +16,6 @@ use owo_colors::Style;
 
 use super::escape::terminal_safe;
 use super::palette::Palette;
-use crate::Part;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, Verdict};
 use crate::classify::ftp::{Mode, Role};
@@ -24,6 +23,7 @@ use crate::classify::ports::PortClass;
 use crate::collect::names::Names;
 use crate::config::{Config, Show};
 use crate::model::{Endpoint, Family, PortRange, Proto, Socket};
+use crate::view::Part;
 
 pub struct Table<'a> {
     pub cfg: &'a Config,
@@ -93,7 +93,7 @@ impl Table<'_> {
         let n = columns.len();
         let mut widths: Vec<usize> = columns.iter().map(|c| c.title.len()).collect();
         let mut scratch = String::with_capacity(256);
-        for (part, row) in crate::shown(self.cfg, parts) {
+        for (part, row) in crate::view::shown(self.cfg, parts) {
             scratch.clear();
             let mut start = 0;
             self.cells(part, &row, &mut scratch, &mut |text: &str, col: usize| {
@@ -113,7 +113,7 @@ impl Table<'_> {
         out.write_all(line.as_bytes())?;
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut ends = Vec::with_capacity(n);
-        for (part, row) in crate::shown(self.cfg, parts) {
+        for (part, row) in crate::view::shown(self.cfg, parts) {
             scratch.clear();
             ends.clear();
             self.cells(part, &row, &mut scratch, &mut |text: &str, _| {

@@ -1,0 +1,292 @@
+//! Orchestration: which namespaces to look into, collecting each (on a
+//! thread inside it), the owners of every socket (one /proc walk for all
+//! namespaces), classification, and the names the table shows. One-shot
+//! runs and every refresh of watch mode go through [`Pipeline`]; what watch
+//! mode keeps from one refresh to the next lives here too, so that a refresh
+//! costs no more than a one-shot run.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::classify::memory::Memory;
+use crate::classify::{self, Classified};
+use crate::collect::names::{self, Names};
+use crate::collect::netns::{self, Target, Unseen};
+use crate::collect::{Notices, Request};
+use crate::config::Config;
+use crate::error::{self, Error};
+use crate::model::{self, Conntrack, Proto, Snapshot, State};
+use crate::view::Part;
+
+/// Collects and classifies what the configuration names, again and again.
+#[derive(Debug)]
+pub struct Pipeline<'a> {
+    cfg: &'a Config,
+    request: Request,
+    /// `None` for a one-shot run: owners move into their sockets, nothing
+    /// is remembered.
+    cache: Option<Cache>,
+    names: Option<Names>,
+}
+
+/// What watch mode keeps from one refresh to the next: owners of sockets
+/// already seen and what earlier refreshes saw (by namespace inode).
+#[derive(Debug, Default)]
+struct Cache {
+    owners: HashMap<u64, Vec<model::Process>>,
+    memory: HashMap<u64, Memory>,
+    /// How often /proc was walked for owners (said with -v).
+    owner_walks: usize,
+}
+
+impl<'a> Pipeline<'a> {
+    /// For one look.
+    pub fn once(cfg: &'a Config) -> Pipeline<'a> {
+        Pipeline {
+            cfg,
+            request: cfg.request(),
+            cache: None,
+            names: None,
+        }
+    }
+
+    /// For watch mode: owners and what was seen are remembered.
+    pub fn watching(cfg: &'a Config) -> Pipeline<'a> {
+        Pipeline {
+            cache: Some(Cache::default()),
+            ..Pipeline::once(cfg)
+        }
+    }
+
+    /// How often /proc was walked for owners so far.
+    pub fn owner_walks(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.owner_walks)
+    }
+
+    /// Collects and classifies every namespace the configuration names.
+    pub fn look(&mut self, notices: &mut Notices) -> Result<Vec<Part>, Error> {
+        let cfg = self.cfg;
+        let labelled = cfg.names_namespaces();
+        let mut collected = Vec::new();
+        let (targets, mut unseen) = targets(cfg)?;
+        for target in targets {
+            let entered = netns::run_in(&target, || {
+                let mut found = Notices::default();
+                collect_one(cfg, &self.request, &mut found).map(|c| (c, found))
+            });
+            match entered {
+                Ok(Ok(((snapshot, conntrack), found))) => {
+                    notices.extend(found);
+                    collected.push((
+                        target.id.inode,
+                        labelled.then(|| target.id.clone()),
+                        snapshot,
+                        conntrack,
+                    ));
+                }
+                Ok(Err(e)) if !cfg.all_netns => return Err(e),
+                Ok(Err(e)) => notices.push(format!(
+                    "skipped network namespace {}: {e}",
+                    target.id.label()
+                )),
+                Err(source) if !cfg.all_netns => {
+                    return Err(Error::Netns {
+                        spec: cfg.netns.clone().unwrap_or_else(|| target.id.label()),
+                        source,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    unseen.not_entered += 1
+                }
+                // EINVAL: the file is no namespace any more (`ip netns del`
+                // unmounted it after we opened it)
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => unseen.vanished += 1,
+                Err(e) => notices.push(format!(
+                    "could not enter network namespace {}: {}",
+                    target.id.label(),
+                    error::reason(&e)
+                )),
+            }
+        }
+        if let Some(line) = unseen.notice() {
+            notices.push(line);
+        }
+        // FTP needs owners (same process, daemons); they are read once for
+        // all namespaces, only where FTP is in use (collect_one then asked
+        // conntrack: its answer is there) or -p asks for them.
+        let ftp = collected
+            .iter()
+            .any(|(_, _, _, conntrack)| conntrack.is_some());
+        if cfg.program || cfg.filter.needs_owners() || ftp {
+            self.fill_owners(collected.iter_mut().map(|(_, _, s, _)| s), notices)?;
+        }
+        let memory = self.cache.as_ref().map(|c| &c.memory);
+        let parts: Vec<Part> = collected
+            .into_iter()
+            .map(|(inode, netns, snapshot, conntrack)| {
+                let Classified { labels, sessions } = classify::classify(
+                    &snapshot,
+                    classify::Context {
+                        conntrack: conntrack.as_ref().and_then(|c| c.as_ref().ok()),
+                        ftp_ports: &cfg.ftp_ports,
+                        memory: memory.and_then(|m| m.get(&inode)),
+                    },
+                );
+                Part {
+                    inode,
+                    netns,
+                    port_range: snapshot.port_range,
+                    source: snapshot.source,
+                    sockets: snapshot.sockets,
+                    labels,
+                    sessions,
+                    conntrack,
+                }
+            })
+            .collect();
+        if let Some(cache) = &mut self.cache {
+            // what this refresh saw is evidence for the next ones
+            for p in &parts {
+                cache
+                    .memory
+                    .entry(p.inode)
+                    .or_default()
+                    .learn(p.sockets.iter());
+            }
+        }
+        Ok(parts)
+    }
+
+    /// The names the table shows: read once, and with `-r` the host names
+    /// of addresses not looked up before.
+    pub fn names(&mut self, parts: &[Part]) -> &Names {
+        let cfg = self.cfg;
+        let names = self.names.get_or_insert_with(|| {
+            let mut names = Names::default();
+            if !cfg.numeric {
+                names.services = Some(cfg.inputs.services());
+                if cfg.extend {
+                    names.users = Some(cfg.inputs.users());
+                }
+            }
+            names
+        });
+        if cfg.resolve {
+            resolve_hosts(parts, names);
+        }
+        names
+    }
+
+    /// Fills in the owners of every socket with an inode. In watch mode,
+    /// /proc is walked only when a socket not seen before needs one.
+    fn fill_owners<'s>(
+        &mut self,
+        snapshots: impl Iterator<Item = &'s mut Snapshot>,
+        notices: &mut Notices,
+    ) -> Result<(), Error> {
+        let inputs = &self.cfg.inputs;
+        let snapshots: Vec<&mut Snapshot> = snapshots.collect();
+        let wanted: HashSet<u64> = snapshots
+            .iter()
+            .flat_map(|s| s.sockets.iter().map(|s| s.inode))
+            .filter(|&i| i != 0)
+            .collect();
+        let Some(cache) = &mut self.cache else {
+            // one look: the owners move into their sockets
+            let owners = inputs.owners(&wanted, notices)?;
+            for s in snapshots.into_iter().flat_map(|s| s.sockets.iter_mut()) {
+                let list = crate::collect::processes::owners_of(&owners, s.inode);
+                if !list.is_empty() {
+                    s.processes = list.iter().map(|(_, p)| p.clone()).collect();
+                }
+            }
+            return Ok(());
+        };
+        if wanted.iter().any(|i| !cache.owners.contains_key(i)) {
+            cache.owner_walks += 1;
+            let found = inputs.owners(&wanted, notices)?;
+            // sockets without a visible owner are remembered as such
+            cache.owners.clear();
+            cache.owners.extend(wanted.iter().map(|&i| {
+                (
+                    i,
+                    crate::collect::processes::owners_of(&found, i)
+                        .iter()
+                        .map(|(_, p)| p.clone())
+                        .collect(),
+                )
+            }));
+        } else {
+            // forget the sockets that are gone
+            cache.owners.retain(|i, _| wanted.contains(i));
+        }
+        for s in snapshots.into_iter().flat_map(|s| s.sockets.iter_mut()) {
+            if let Some(list) = cache.owners.get(&s.inode) {
+                s.processes = list.clone();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn targets(cfg: &Config) -> Result<(Vec<Target>, Unseen), Error> {
+    let netns_error = |spec: &str, source| Error::Netns {
+        spec: spec.to_string(),
+        source,
+    };
+    let one = |t| Ok((vec![t], Unseen::default()));
+    if cfg.inputs.replaying() {
+        // a replayed input is one namespace, already chosen
+        return one(Target::replayed());
+    }
+    if let Some(spec) = &cfg.netns {
+        return one(netns::resolve(spec, &cfg.inputs).map_err(|e| netns_error(spec, e))?);
+    }
+    if !cfg.all_netns {
+        return one(Target::replayed());
+    }
+    netns::discover(&cfg.inputs).map_err(|source| Error::Proc {
+        path: cfg.inputs.proc.clone(),
+        source,
+    })
+}
+
+/// The sockets of the current namespace, and conntrack where FTP is in use.
+type Conntracked = Option<Result<Conntrack, String>>;
+
+fn collect_one(
+    cfg: &Config,
+    request: &Request,
+    notices: &mut Notices,
+) -> Result<(Snapshot, Conntracked), Error> {
+    let snapshot = cfg.inputs.snapshot(request, notices)?;
+    let ftp = cfg.ftp_view || uses_ftp_port(&snapshot, &cfg.ftp_ports);
+    let conntrack = ftp.then(|| cfg.inputs.conntrack());
+    Ok((snapshot, conntrack))
+}
+
+/// Whether any TCP socket uses a control port (21, 990, `--ftp-port`).
+fn uses_ftp_port(snapshot: &Snapshot, extra: &[u16]) -> bool {
+    let control =
+        |port: u16| classify::ftp::DEFAULT_CONTROL_PORTS.contains(&port) || extra.contains(&port);
+    snapshot.sockets.iter().any(|s| {
+        s.proto == Proto::Tcp
+            && s.state != State::Listen
+            && (control(s.local.port) || s.remote.is_some_and(|r| control(r.port)))
+    })
+}
+
+/// With `-r`, looks up the host names of addresses not looked up before.
+fn resolve_hosts(parts: &[Part], names: &mut Names) {
+    let addrs: HashSet<_> = parts
+        .iter()
+        .flat_map(|p| p.rows())
+        .flat_map(|r| std::iter::once(r.socket.local.addr).chain(r.socket.remote.map(|e| e.addr)))
+        .filter(|a| !a.is_unspecified() && !names.looked_up.contains(a))
+        .collect();
+    for addr in addrs {
+        names.looked_up.insert(addr);
+        if let Some(name) = names::host_name(addr) {
+            names.hosts.insert(addr, name);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The full-screen frame of watch mode: a header with counts, the table,
+//! connections new since the refresh before highlighted, those gone shown
+//! once, dimmed. Built from the view and drawn to any `io::Write` at a given
+//! size; the terminal itself (raw mode, keys, size) belongs to `watch`.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use owo_colors::Style;
+
+use super::events::{Key, key_of};
+use super::palette::Palette;
+use super::table::Table;
+use crate::classify::Row;
+use crate::classify::direction::Direction;
+use crate::collect::names::Names;
+use crate::config::Config;
+use crate::view::{Part, shown};
+
+/// The frames of one watch session: what the refresh before showed, and the
+/// last frame, drawn again on resize.
+#[derive(Debug, Default)]
+pub struct Screen {
+    /// The table lines of the refresh before, by socket.
+    before: HashMap<Key, String>,
+    frame: Vec<(String, Style)>,
+}
+
+impl Screen {
+    /// Builds the frame of one refresh.
+    pub fn update(
+        &mut self,
+        cfg: &Config,
+        parts: &[Part],
+        names: &Names,
+        time: &str,
+    ) -> io::Result<()> {
+        let plain = Config {
+            color: false,
+            ..cfg.clone()
+        };
+        let mut table = Vec::new();
+        Table {
+            cfg: &plain,
+            names,
+            palette: Palette::new(false),
+        }
+        .write(parts, &mut table)?;
+        let text = String::from_utf8_lossy(&table).into_owned();
+        let mut lines = text.lines();
+        let (title, columns) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+        let rows: Vec<(Key, Row)> = shown(cfg, parts).map(|(p, r)| (key_of(p, r), r)).collect();
+        let mut frame = vec![
+            (header(time, cfg, &rows), Style::new().bold()),
+            (title.to_string(), Style::new()),
+        ];
+        frame.push((columns.to_string(), Style::new().bold()));
+        let mut now = HashMap::new();
+        for ((key, _), line) in rows.iter().zip(lines) {
+            // new since the refresh before: highlighted (not on the first)
+            let style = if !self.before.is_empty() && !self.before.contains_key(key) {
+                Style::new().green().bold()
+            } else {
+                Style::new()
+            };
+            frame.push((line.to_string(), style));
+            now.insert(key.clone(), line.to_string());
+        }
+        // gone since the refresh before: shown this once, dimmed
+        for (key, line) in &self.before {
+            if !now.contains_key(key) {
+                frame.push((format!("{line}  (gone)"), Style::new().dimmed()));
+            }
+        }
+        self.before = now;
+        self.frame = frame;
+        Ok(())
+    }
+
+    /// Draws the last frame, cut to `height` lines of `width` characters.
+    pub fn draw(&self, (width, height): (usize, usize), out: &mut dyn Write) -> io::Result<()> {
+        let mut buf = String::from("\x1b[H\x1b[2J");
+        for (i, (line, style)) in self.frame.iter().take(height).enumerate() {
+            let clipped: String = line.chars().take(width).collect();
+            if i > 0 {
+                buf.push_str("\r\n");
+            }
+            buf.push_str(&style.style(clipped).to_string());
+        }
+        out.write_all(buf.as_bytes())?;
+        out.flush()
+    }
+}
+
+/// `sockwho 03:30:00 every 1s: 12 sockets; ESTABLISHED 5, LISTEN 3; in 4, out 3, listen 3 (q quits)`
+fn header(time: &str, cfg: &Config, rows: &[(Key, Row)]) -> String {
+    let mut states: Vec<(&str, usize)> = Vec::new();
+    let mut dirs = [0usize; 4];
+    for (_, r) in rows {
+        let name = r.socket.state.name(r.socket.proto);
+        match states.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => states.push((name, 1)),
+        }
+        dirs[match r.labels.direction.direction {
+            Direction::Inbound => 0,
+            Direction::Outbound => 1,
+            Direction::Listen => 2,
+            Direction::Unknown => 3,
+        }] += 1;
+    }
+    states.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let states: Vec<String> = states.iter().map(|(n, c)| format!("{n} {c}")).collect();
+    let clock = time.get(11..19).unwrap_or(time);
+    format!(
+        "sockwho {clock} every {}s: {} sockets; {}; in {}, out {}, listen {}, unknown {} (q quits)",
+        cfg.interval.as_secs_f64(),
+        rows.len(),
+        states.join(", "),
+        dirs[0],
+        dirs[1],
+        dirs[2],
+        dirs[3]
+    )
+}

@@ -1,0 +1,58 @@
+//! What the renderers are given: each namespace's sockets with what sockwho
+//! says of them ([`Part`]), and the rows the options show ([`shown`]). Plain
+//! data, filled by the pipeline; renderers read it and never collect.
+
+use crate::classify::{self, Row, ftp::Session};
+use crate::config::Config;
+use crate::model::{self, Conntrack, NetnsId, PortRange, Source};
+
+/// One network namespace's sockets, classified: all of them, whatever the
+/// options show, because FTP sessions and the view need listeners too.
+#[derive(Debug)]
+pub struct Part {
+    /// The namespace's inode (0 for the one sockwho runs in, unlabelled).
+    pub inode: u64,
+    /// `None` when only the namespace sockwho runs in is looked at.
+    pub netns: Option<NetnsId>,
+    pub port_range: PortRange,
+    pub source: Source,
+    /// Every socket of the namespace, and what sockwho says of each (same order).
+    pub sockets: Vec<model::Socket>,
+    pub labels: Vec<classify::Labels>,
+    pub sessions: Vec<Session>,
+    /// `None` where it was not read (no FTP in use); `Err` says why not.
+    pub conntrack: Option<Result<Conntrack, String>>,
+}
+
+impl Part {
+    /// The sockets with their labels, in dump order.
+    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        self.sockets
+            .iter()
+            .zip(&self.labels)
+            .map(|(socket, labels)| Row { socket, labels })
+    }
+
+    pub fn row(&self, i: usize) -> Row<'_> {
+        Row {
+            socket: &self.sockets[i],
+            labels: &self.labels[i],
+        }
+    }
+}
+
+/// The rows the options show: their states, and every filter.
+pub fn shown<'a>(
+    cfg: &'a Config,
+    parts: &'a [Part],
+) -> impl Iterator<Item = (&'a Part, Row<'a>)> + 'a {
+    parts
+        .iter()
+        .flat_map(|p| p.rows().map(move |r| (p, r)))
+        .filter(|(_, r)| {
+            let s = &r.socket;
+            cfg.shows(s.proto, s.state)
+                && cfg.filter.matches_socket(s)
+                && cfg.filter.matches_labels(s, r.labels)
+        })
+}

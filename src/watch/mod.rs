@@ -1,0 +1,113 @@
+//! Watch mode (`-c`, `--watch`): collect, compare with the refresh before,
+//! render, wait; until `--count` refreshes, `q`, Ctrl-C or SIGTERM.
+//!
+//! Three outputs: on a terminal, a full-screen view in the alternate screen
+//! ([`render::screen`](crate::render::screen) on a [`terminal::Terminal`]);
+//! piped, a table per refresh under a timestamp line; with `--format jsonl`,
+//! events ([`render::events`](crate::render::events)). What earlier
+//! refreshes saw (listeners, handshakes) feeds the classifiers through the
+//! [`Pipeline`]. Signals come through signal-hook: SIGINT and SIGTERM set a
+//! flag the loop looks at between steps.
+
+pub mod terminal;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cli::Format;
+use crate::collect::Notices;
+use crate::collect::names::Names;
+use crate::config::Config;
+use crate::error::Error;
+use crate::pipeline::Pipeline;
+use crate::render::{self, events::Events, screen::Screen, time::timestamp};
+use terminal::{Terminal, Wake};
+
+/// Runs watch mode until it is told to stop.
+pub fn run(cfg: &Config, out: &mut dyn Write, notices: &mut Notices) -> Result<(), Error> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registration fails only for a forbidden signal; these are not.
+        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    }
+    let mut pipeline = Pipeline::watching(cfg);
+    let mut refreshes = 0u64;
+    let result = refresh(cfg, &mut pipeline, &stop, &mut refreshes, out, notices);
+    if cfg.verbose {
+        notices.push(format!(
+            "owners: /proc walked {} times in {refreshes} refreshes",
+            pipeline.owner_walks()
+        ));
+    }
+    result
+}
+
+fn refresh(
+    cfg: &Config,
+    pipeline: &mut Pipeline,
+    stop: &AtomicBool,
+    refreshes: &mut u64,
+    out: &mut dyn Write,
+    notices: &mut Notices,
+) -> Result<(), Error> {
+    let mut events = Events::default();
+    let mut screen = Screen::default();
+    let mut terminal = if cfg.stdout_is_tty && cfg.format == Format::Table {
+        Some(Terminal::enter().map_err(Error::Output)?)
+    } else {
+        None
+    };
+    let no_names = Names::default();
+    loop {
+        let started = Instant::now();
+        let parts = pipeline.look(notices)?;
+        let names = if render::needs_names(cfg) {
+            pipeline.names(&parts)
+        } else {
+            &no_names
+        };
+        let now = timestamp(SystemTime::now());
+        let drawn = match (&terminal, cfg.format) {
+            (Some(_), _) => screen
+                .update(cfg, &parts, names, &now)
+                .and_then(|()| screen.draw(Terminal::size(), out)),
+            (None, Format::Jsonl) => events.write_at(cfg, &parts, &now, out),
+            (None, _) => writeln!(out, "sockwho {now} (every {}s)", cfg.interval.as_secs_f64())
+                .and_then(|()| render::write(cfg, &parts, names, out))
+                .and_then(|()| writeln!(out)),
+        };
+        drawn.and_then(|()| out.flush()).map_err(Error::Output)?;
+        *refreshes += 1;
+        if cfg.count.is_some_and(|n| *refreshes >= n) {
+            return Ok(());
+        }
+        let deadline = started + cfg.interval;
+        loop {
+            let wake = match &mut terminal {
+                Some(t) => t.wait(deadline, stop).map_err(Error::Output)?,
+                None => sleep_until(deadline, stop),
+            };
+            match wake {
+                Wake::Quit => return Ok(()),
+                Wake::Refresh => break,
+                Wake::Resized => screen.draw(Terminal::size(), out).map_err(Error::Output)?,
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline` or a stop signal.
+fn sleep_until(deadline: Instant, stop: &AtomicBool) -> Wake {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Wake::Quit;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Wake::Refresh;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
