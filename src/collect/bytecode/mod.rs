@@ -38,7 +38,7 @@ pub mod kernel;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::filter::{Filter, PortSpec, Prefix};
-use crate::model::{Family, canonical, unspecified};
+use crate::model::{Family, unspecified};
 
 // `enum { INET_DIAG_BC_NOP, ... }` in include/uapi/linux/inet_diag.h: the
 // ops sockwho emits, and NOP, which the kernel model knows too.
@@ -251,15 +251,11 @@ fn unspecified_host(family: Family) -> Test {
     }
 }
 
-/// The address on `side` is inside `prefix`, as [`Prefix::contains`] has it
-/// (mapped addresses are IPv4, on both sides of the comparison).
+/// The address on `side` is inside `prefix`, as [`Prefix::contains`] has it:
+/// mapped socket addresses are IPv4, and the prefix is compared in the form
+/// [`Prefix::canonical`] gives it (a mapped one of /96 or longer is IPv4).
 fn host(side: Side, prefix: &Prefix, family: Family) -> Disjunction {
-    // Prefix::contains compares canonical addresses (a mapped prefix is
-    // parsed into its IPv4 form), with the length of the canonical family.
-    let (addr, len) = match canonical(prefix.addr) {
-        IpAddr::V4(a) => (IpAddr::V4(a), prefix.len.min(32)),
-        IpAddr::V6(a) => (IpAddr::V6(a), prefix.len.min(128)),
-    };
+    let Prefix { addr, len } = prefix.canonical();
     let cond = Test::Host(side, mask(addr, len), len);
     match (family, addr) {
         // The kernel matches an AF_INET condition against AF_INET sockets,
@@ -532,6 +528,62 @@ mod tests {
         let bc = compile(&f, Family::Inet6).unwrap();
         assert!(!run(&bc, &entry(&mapped)));
         assert!(run(&bc, &entry(&sock("[::1]:1", None))));
+    }
+
+    /// Issue 13, item 5: an IPv4-mapped address with a prefix shorter than
+    /// /96 is the IPv6 prefix it spells (`::ffff:127.0.0.1/64` is `::/64`,
+    /// `::ffff:0:0/95` is `::fffe:0:0/95`), in user space and in the kernel;
+    /// it was narrowed to the mapped IPv4 host (127.0.0.1/32, 0.0.0.0/32).
+    #[test]
+    fn mapped_prefix_shorter_than_96_is_ipv6() {
+        let src = |p: &str| Filter {
+            src: prefixes(&[p]),
+            ..Filter::default()
+        };
+        let v4 = sock("127.0.0.1:4000", Some("127.0.0.1:40000"));
+        let mapped = sock("[::ffff:127.0.0.1]:4004", Some("[::ffff:127.0.0.1]:41000"));
+        let v6 = sock("[::1]:4002", Some("[::1]:45000"));
+        let slash64 = src("::ffff:127.0.0.1/64");
+        assert!(!slash64.matches_socket(&v4));
+        // mapped addresses are IPv4, which no IPv6 prefix holds (as ::/64)
+        assert!(!slash64.matches_socket(&mapped));
+        assert!(slash64.matches_socket(&v6));
+        let slash95 = src("::ffff:0:0/95");
+        assert!(!slash95.matches_socket(&sock("0.0.0.0:22", None)));
+        assert!(!slash95.matches_socket(&sock("[::ffff:0.0.0.0]:7", Some("[::ffff:0.0.0.0]:0"))));
+        assert!(slash95.matches_socket(&sock("[::fffe:1.2.3.4]:1", Some("[::1]:2"))));
+        // the kernel gets the programs of the IPv6 prefixes they are
+        for family in [Family::Inet, Family::Inet6] {
+            assert_eq!(compile(&slash64, family), compile(&src("::/64"), family));
+            assert_eq!(
+                compile(&slash95, family),
+                compile(&src("::fffe:0:0/95"), family)
+            );
+        }
+        // from /96 on, the IPv4 prefix they map (e860f98)
+        assert_eq!(
+            compile(&src("::ffff:127.0.0.1/104"), Family::Inet6),
+            compile(&src("127.0.0.0/8"), Family::Inet6)
+        );
+        let mut sockets = sockets();
+        sockets.extend([v4, mapped, v6]);
+        let mut accepted = 0;
+        for p in [
+            "::ffff:127.0.0.1/64",
+            "::ffff:0:0/95",
+            "::ffff:10.0.0.0/80",
+            "::ffff:0:0/0",
+            "::ffff:127.0.0.1/96",
+            "::ffff:127.0.0.1/127",
+        ] {
+            let dst = Filter {
+                dst: prefixes(&[p]),
+                ..Filter::default()
+            };
+            accepted += check(&format!("src {p}"), &src(p), &sockets);
+            accepted += check(&format!("dst {p}"), &dst, &sockets);
+        }
+        assert!(accepted > 0);
     }
 
     #[test]
