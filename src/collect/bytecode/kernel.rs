@@ -17,7 +17,8 @@
 //! It is faithful for the ops sockwho emits (ports, host conditions, jumps)
 //! and NOP. The kernel also knows `AUTO`, `DEV_COND`, `MARK_COND` and
 //! `CGROUP_COND`, which test facts an [`Entry`] does not hold: the model's
-//! audit refuses them, so a program they are in never reaches [`run`].
+//! audit refuses them. Audit a program before running it, as the kernel
+//! does.
 //!
 //! sockwho itself never runs it: the kernel does. It is used by tests and
 //! fuzzing only, to check that what [`compile`](super::compile) makes passes
