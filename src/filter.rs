@@ -87,33 +87,47 @@ impl FromStr for Prefix {
                 .filter(|&l| l <= max)
                 .ok_or_else(|| format!("'{text}': prefix length must be 0-{max}"))?,
         };
-        // An IPv4-mapped prefix (`::ffff:10.0.0.0/104`) is the IPv4 prefix
-        // it maps (`10.0.0.0/8`): sockets are compared in their IPv4 form.
-        let mapped = match addr {
-            IpAddr::V6(v6) if len >= 96 => v6.to_ipv4_mapped(),
-            _ => None,
-        };
-        if let Some(v4) = mapped {
-            return Ok(Prefix {
-                addr: IpAddr::V4(v4),
-                len: len - 96,
-            });
-        }
-        Ok(Prefix { addr, len })
+        Ok(Prefix { addr, len }.canonical())
     }
 }
 
 impl Prefix {
+    /// The prefix in the form sockets are compared with, the length cut to
+    /// the family's. An IPv4-mapped prefix of /96 or longer
+    /// (`::ffff:10.0.0.0/104`) is the IPv4 prefix it maps (`10.0.0.0/8`),
+    /// as mapped socket addresses are compared in their IPv4 form. A shorter
+    /// one stays IPv6: `::ffff:127.0.0.1/64` is `::/64`, and no mapped
+    /// address is inside it; neither is `127.0.0.1` (issue 13, item 5).
+    pub fn canonical(&self) -> Prefix {
+        match self.addr {
+            IpAddr::V4(_) => Prefix {
+                addr: self.addr,
+                len: self.len.min(32),
+            },
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if self.len >= 96 => Prefix {
+                    addr: IpAddr::V4(v4),
+                    len: self.len.min(128) - 96,
+                },
+                _ => Prefix {
+                    addr: self.addr,
+                    len: self.len.min(128),
+                },
+            },
+        }
+    }
+
     /// Whether `addr` is inside; IPv4-mapped IPv6 addresses count as IPv4.
     pub fn contains(&self, addr: IpAddr) -> bool {
-        match (canonical(self.addr), canonical(addr)) {
+        let prefix = self.canonical();
+        match (prefix.addr, canonical(addr)) {
             (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let len = u32::from(self.len.min(32));
+                let len = u32::from(prefix.len);
                 let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
                 (u32::from(p) & mask) == (u32::from(a) & mask)
             }
             (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let len = u32::from(self.len.min(128));
+                let len = u32::from(prefix.len);
                 let mask = if len == 0 {
                     0
                 } else {

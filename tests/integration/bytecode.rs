@@ -135,6 +135,28 @@ fn filters() -> Vec<(&'static str, Filter)> {
                 ..f()
             },
         ),
+        // issue 13, item 5: mapped prefixes shorter than /96 are IPv6
+        (
+            "src ::ffff:127.0.0.1/64 (::/64)",
+            Filter {
+                src: prefixes(&["::ffff:127.0.0.1/64"]),
+                ..f()
+            },
+        ),
+        (
+            "src ::ffff:0:0/95 (not 0.0.0.0)",
+            Filter {
+                src: prefixes(&["::ffff:0:0/95"]),
+                ..f()
+            },
+        ),
+        (
+            "dst ::ffff:127.0.0.1/95 (not 127.0.0.1)",
+            Filter {
+                dst: prefixes(&["::ffff:127.0.0.1/95"]),
+                ..f()
+            },
+        ),
     ]
 }
 
@@ -266,4 +288,13 @@ fn kernel_sends_only_what_matches() {
     );
     // [::1]:4002 and its 6 connected ends, [::]:4004, [::1]:4006 (UDP)
     assert_eq!(count("src ::/0 (not mapped)", Family::Inet6), 9);
+    // the same 9 as ::/0: not 127.0.0.1's hundreds, nor the mapped ones
+    assert_eq!(count("src ::ffff:127.0.0.1/64 (::/64)", Family::Inet6), 9);
+    assert_eq!(count("src ::ffff:127.0.0.1/64 (::/64)", Family::Inet), 0);
+    // ::fffe:0:0/95 holds none of them; the kernel would have sent the
+    // mapped ends of [::]:4004 without the "not mapped" test
+    for family in [Family::Inet, Family::Inet6] {
+        assert_eq!(count("src ::ffff:0:0/95 (not 0.0.0.0)", family), 0);
+        assert_eq!(count("dst ::ffff:127.0.0.1/95 (not 127.0.0.1)", family), 0);
+    }
 }

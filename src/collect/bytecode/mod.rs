@@ -24,13 +24,25 @@
 //! filter is applied again in user space, so bytecode that let too much
 //! through would only cost time; but it must never reject a socket that
 //! `matches_socket` accepts, and the tests hold it to exact agreement.
+//!
+//! Three files, one concern each:
+//! - this one, the compiler: [`Filter`] -> clauses of tests ([`compile`]);
+//! - `emit.rs`, the emitter: clauses -> `inet_diag_bc_op` bytes, with labels
+//!   resolved into `no` offsets;
+//! - [`kernel`], a model of the kernel's interpreter and audit that the
+//!   tests and fuzz targets run compiled programs on.
+
+mod emit;
+pub mod kernel;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::filter::{Filter, PortSpec, Prefix};
-use crate::model::{Family, canonical, unspecified};
+use crate::model::{Family, unspecified};
 
-// `enum { INET_DIAG_BC_NOP, ... }` in include/uapi/linux/inet_diag.h.
+// `enum { INET_DIAG_BC_NOP, ... }` in include/uapi/linux/inet_diag.h: the
+// ops sockwho emits, and NOP, which the kernel model knows too.
+const BC_NOP: u8 = 0;
 const BC_JMP: u8 = 1;
 const BC_S_GE: u8 = 2;
 const BC_S_LE: u8 = 3;
@@ -38,8 +50,9 @@ const BC_D_GE: u8 = 4;
 const BC_D_LE: u8 = 5;
 const BC_S_COND: u8 = 7;
 const BC_D_COND: u8 = 8;
-/// Later additions to the op set: a kernel without them refuses the
-/// program (EINVAL), and `DiagSocket::dump_filtered` then dumps without it.
+/// Later additions to the op set (Linux 4.16): a kernel without them
+/// refuses the program (EINVAL), and `DiagSocket::dump_filtered` then dumps
+/// without it.
 const BC_S_EQ: u8 = 11;
 const BC_D_EQ: u8 = 12;
 
@@ -95,14 +108,14 @@ pub fn compile(filter: &Filter, family: Family) -> Option<Vec<u8>> {
     for clause in clauses {
         match clause {
             Clause::Always => {}
-            Clause::Never => return Some(reject_all()),
+            Clause::Never => return Some(emit::reject_all()),
             Clause::AnyOf(alternatives) => program.push(alternatives),
         }
     }
     if program.is_empty() {
         return None;
     }
-    emit(&program).filter(|bytes| bytes.len() <= MAX_LEN)
+    emit::emit(&program).filter(|bytes| bytes.len() <= MAX_LEN)
 }
 
 /// Which end of the socket a test looks at: the kernel's S_* and D_* ops.
@@ -238,15 +251,11 @@ fn unspecified_host(family: Family) -> Test {
     }
 }
 
-/// The address on `side` is inside `prefix`, as [`Prefix::contains`] has it
-/// (mapped addresses are IPv4, on both sides of the comparison).
+/// The address on `side` is inside `prefix`, as [`Prefix::contains`] has it:
+/// mapped socket addresses are IPv4, and the prefix is compared in the form
+/// [`Prefix::canonical`] gives it (a mapped one of /96 or longer is IPv4).
 fn host(side: Side, prefix: &Prefix, family: Family) -> Disjunction {
-    // Prefix::contains compares canonical addresses (a mapped prefix is
-    // parsed into its IPv4 form), with the length of the canonical family.
-    let (addr, len) = match canonical(prefix.addr) {
-        IpAddr::V4(a) => (IpAddr::V4(a), prefix.len.min(32)),
-        IpAddr::V6(a) => (IpAddr::V6(a), prefix.len.min(128)),
-    };
+    let Prefix { addr, len } = prefix.canonical();
     let cond = Test::Host(side, mask(addr, len), len);
     match (family, addr) {
         // The kernel matches an AF_INET condition against AF_INET sockets,
@@ -291,354 +300,19 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     }
 }
 
-/// A program that rejects every socket: one jump past the end.
-fn reject_all() -> Vec<u8> {
-    let mut b = Builder::new();
-    b.jump(b.reject);
-    // one jump of 8 bytes always fits; the literal is that program
-    b.finish().unwrap_or_else(|| vec![BC_JMP, 4, 8, 0])
-}
-
-/// The AND of `clauses`. For each clause, the alternatives are laid out one
-/// after the other: a failing test jumps to the next alternative (from the
-/// last one: reject), and an alternative whose tests all passed jumps over
-/// the rest to the next clause. After the last clause comes the end: accept.
-fn emit(clauses: &[Disjunction]) -> Option<Vec<u8>> {
-    let mut b = Builder::new();
-    for alternatives in clauses {
-        let done = b.label();
-        for (i, conjunction) in alternatives.iter().enumerate() {
-            let last = i + 1 == alternatives.len();
-            let next = if last { b.reject } else { b.label() };
-            for literal in conjunction {
-                if literal.negated {
-                    // true: on to the jump to `next`; false: past it
-                    let skip = b.label();
-                    b.test(literal.test, skip);
-                    b.jump(next);
-                    b.place(skip);
-                } else {
-                    b.test(literal.test, next);
-                }
-            }
-            if !last {
-                b.jump(done);
-                b.place(next);
-            }
-        }
-        b.place(done);
-    }
-    b.finish()
-}
-
-/// A place in the program, known once placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Label(usize);
-
-/// Lays out ops and resolves their `no` offsets at the end.
-struct Builder {
-    code: Vec<u8>,
-    /// Offsets of labels, once placed.
-    labels: Vec<Option<usize>>,
-    /// (offset of an op, the label its `no` jumps to).
-    jumps: Vec<(usize, Label)>,
-    /// 4 bytes past the end, where the kernel's run ends with `len == -4`.
-    reject: Label,
-}
-
-impl Builder {
-    fn new() -> Builder {
-        let mut b = Builder {
-            code: Vec::new(),
-            labels: Vec::new(),
-            jumps: Vec::new(),
-            reject: Label(0),
-        };
-        b.reject = b.label();
-        b
-    }
-
-    fn label(&mut self) -> Label {
-        self.labels.push(None);
-        Label(self.labels.len() - 1)
-    }
-
-    fn place(&mut self, label: Label) {
-        self.labels[label.0] = Some(self.code.len());
-    }
-
-    /// An op whose test, when false, jumps to `no`; `yes` is its own
-    /// length: the audit walks the program along `yes` (`inet_diag_bc_audit`).
-    fn op(&mut self, code: u8, payload: &[u8], no: Label) {
-        let len = 4 + payload.len();
-        debug_assert!(len.is_multiple_of(4) && len <= usize::from(u8::MAX));
-        self.jumps.push((self.code.len(), no));
-        self.code.extend_from_slice(&[code, len as u8, 0, 0]);
-        self.code.extend_from_slice(payload);
-    }
-
-    /// `INET_DIAG_BC_JMP`: the kernel always takes its `no`; its `yes` (4)
-    /// is for the audit's walk.
-    fn jump(&mut self, to: Label) {
-        self.op(BC_JMP, &[], to);
-    }
-
-    fn test(&mut self, test: Test, no: Label) {
-        let port = |code: u8, port: u16| {
-            // the port sits in the `no` of a second op (`op[1].no`), which
-            // the audit skips (`valid_port_comparison`)
-            let [a, b] = port.to_ne_bytes();
-            (code, vec![0, 0, a, b])
-        };
-        let (code, payload) = match test {
-            Test::PortEq(Side::Local, p) => port(BC_S_EQ, p),
-            Test::PortEq(Side::Remote, p) => port(BC_D_EQ, p),
-            Test::PortGe(Side::Local, p) => port(BC_S_GE, p),
-            Test::PortGe(Side::Remote, p) => port(BC_D_GE, p),
-            Test::PortLe(Side::Local, p) => port(BC_S_LE, p),
-            Test::PortLe(Side::Remote, p) => port(BC_D_LE, p),
-            Test::Host(side, addr, len) => {
-                let code = match side {
-                    Side::Local => BC_S_COND,
-                    Side::Remote => BC_D_COND,
-                };
-                (code, hostcond(addr, len))
-            }
-        };
-        self.op(code, &payload, no);
-    }
-
-    /// The program, or `None` if a jump does not fit a u16.
-    fn finish(mut self) -> Option<Vec<u8>> {
-        let end = self.code.len();
-        self.labels[self.reject.0] = Some(end + 4);
-        for &(at, label) in &self.jumps {
-            let no = u16::try_from(self.labels[label.0]? - at).ok()?;
-            self.code[at + 2..at + 4].copy_from_slice(&no.to_ne_bytes());
-        }
-        Some(self.code)
-    }
-}
-
-/// `struct inet_diag_hostcond { __u8 family; __u8 prefix_len; int port;
-/// __be32 addr[0]; }`: 8 bytes (two of padding before `port`), then the
-/// address; port -1 is any port.
-fn hostcond(addr: IpAddr, len: u8) -> Vec<u8> {
-    let family = match addr {
-        IpAddr::V4(_) => AF_INET,
-        IpAddr::V6(_) => AF_INET6,
-    };
-    let mut bytes = vec![family, len, 0, 0];
-    bytes.extend_from_slice(&(-1i32).to_ne_bytes());
-    match addr {
-        IpAddr::V4(a) => bytes.extend_from_slice(&a.octets()),
-        IpAddr::V6(a) => bytes.extend_from_slice(&a.octets()),
-    }
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
+    //! The compiler's tests: its programs, run on the kernel model, must
+    //! accept exactly the sockets `Filter::matches_socket` does. The
+    //! synthetic sockets, filters and ops here serve the emitter's tests too.
+
     use std::net::SocketAddr;
 
+    use super::kernel::{audit, entry, run};
     use super::*;
     use crate::model::{Endpoint, Proto, Socket, State, Timer};
 
-    const BC_NOP: u8 = 0;
-
-    // ---- the kernel's side, ported from net/ipv4/inet_diag.c ----
-
-    /// `struct inet_diag_entry`: what `inet_diag_bc_sk()` fills from a socket.
-    struct Entry {
-        family: u8,
-        saddr: [u8; 16],
-        daddr: [u8; 16],
-        sport: u16,
-        dport: u16,
-    }
-
-    /// The entry of a socket as the decoder would have reported it: no
-    /// remote end is `0.0.0.0:0` / `[::]:0` in the kernel.
-    fn entry(s: &Socket) -> Entry {
-        let bytes = |a: IpAddr| match a {
-            IpAddr::V4(a) => {
-                let mut b = [0; 16];
-                b[..4].copy_from_slice(&a.octets());
-                b
-            }
-            IpAddr::V6(a) => a.octets(),
-        };
-        Entry {
-            family: match s.family {
-                Family::Inet => AF_INET,
-                Family::Inet6 => AF_INET6,
-            },
-            saddr: bytes(s.local.addr),
-            daddr: s.remote.map_or([0; 16], |r| bytes(r.addr)),
-            sport: s.local.port,
-            dport: s.remote.map_or(0, |r| r.port),
-        }
-    }
-
-    fn op_at(bc: &[u8], at: usize) -> (u8, u8, u16) {
-        (
-            bc[at],
-            bc[at + 1],
-            u16::from_ne_bytes([bc[at + 2], bc[at + 3]]),
-        )
-    }
-
-    /// `bitstring_match()`: the first `bits` bits of `a1` and `a2` agree.
-    fn bitstring_match(a1: &[u8], a2: &[u8], bits: u8) -> bool {
-        let words = usize::from(bits >> 5) * 4;
-        let bits = bits & 0x1f;
-        if a1[..words] != a2[..words] {
-            return false;
-        }
-        if bits != 0 {
-            let word = |a: &[u8]| u32::from_be_bytes(a[words..words + 4].try_into().unwrap());
-            let mask = u32::MAX << (32 - bits);
-            if (word(a1) ^ word(a2)) & mask != 0 {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// The S_COND / D_COND case of `inet_diag_bc_run()`.
-    fn hostcond_run(op: &[u8], e: &Entry) -> bool {
-        let local = op[0] == BC_S_COND;
-        let (family, prefix_len) = (op[4], op[5]);
-        let port = i32::from_ne_bytes(op[8..12].try_into().unwrap());
-        let cond_addr = &op[12..];
-        if port != -1 && port != i32::from(if local { e.sport } else { e.dport }) {
-            return false;
-        }
-        let addr: &[u8] = if local { &e.saddr } else { &e.daddr };
-        if family != 0 && family != e.family {
-            return e.family == AF_INET6
-                && family == AF_INET
-                && addr[..10] == [0; 10]
-                && addr[10..12] == [0xff, 0xff]
-                && bitstring_match(&addr[12..], cond_addr, prefix_len);
-        }
-        prefix_len == 0 || bitstring_match(addr, cond_addr, prefix_len)
-    }
-
-    /// `inet_diag_bc_run()`: whether the program accepts the socket.
-    fn run(bc: &[u8], e: &Entry) -> bool {
-        let mut at = 0;
-        let mut len = bc.len() as i64;
-        while len > 0 {
-            let (code, yes, no) = op_at(bc, at);
-            let port = || u16::from_ne_bytes([bc[at + 6], bc[at + 7]]);
-            let truth = match code {
-                BC_NOP => true,
-                BC_JMP => false,
-                BC_S_EQ => e.sport == port(),
-                BC_S_GE => e.sport >= port(),
-                BC_S_LE => e.sport <= port(),
-                BC_D_EQ => e.dport == port(),
-                BC_D_GE => e.dport >= port(),
-                BC_D_LE => e.dport <= port(),
-                BC_S_COND | BC_D_COND => hostcond_run(&bc[at..], e),
-                other => panic!("op {other} is not one we emit"),
-            };
-            let step = if truth {
-                usize::from(yes)
-            } else {
-                usize::from(no)
-            };
-            at += step;
-            len -= step as i64;
-        }
-        len == 0
-    }
-
-    /// `valid_cc()`: `cc` bytes before the end is an op on the `yes` walk.
-    fn valid_cc(bc: &[u8], mut len: i64, cc: i64) -> bool {
-        let mut at = 0;
-        while len >= 0 {
-            if cc > len {
-                return false;
-            }
-            if cc == len {
-                return true;
-            }
-            let yes = i64::from(bc[at + 1]);
-            if yes < 4 || yes & 3 != 0 {
-                return false;
-            }
-            len -= yes;
-            at += yes as usize;
-        }
-        false
-    }
-
-    /// `inet_diag_bc_audit()`, for the ops we emit (the kernel's answer to
-    /// anything else is EINVAL, or EPERM for MARK_COND without CAP_NET_ADMIN).
-    fn audit(bc: &[u8]) -> Result<(), String> {
-        if bc.len() < 4 {
-            return Err("shorter than one op".into());
-        }
-        let total = bc.len() as i64;
-        let (mut at, mut len) = (0, total);
-        while len > 0 {
-            let (code, yes, no) = op_at(bc, at);
-            let (yes, no) = (i64::from(yes), i64::from(no));
-            let mut min_len = 4;
-            match code {
-                BC_S_COND | BC_D_COND => {
-                    // valid_hostcond()
-                    min_len += 8;
-                    if len < min_len {
-                        return Err(format!("{at}: hostcond cut short"));
-                    }
-                    let addr_len = match bc[at + 4] {
-                        0 => 0,
-                        AF_INET => 4,
-                        AF_INET6 => 16,
-                        f => return Err(format!("{at}: family {f}")),
-                    };
-                    min_len += addr_len;
-                    if len < min_len || i64::from(bc[at + 5]) > 8 * addr_len {
-                        return Err(format!("{at}: bad address or prefix length"));
-                    }
-                }
-                BC_S_EQ | BC_S_GE | BC_S_LE | BC_D_EQ | BC_D_GE | BC_D_LE => {
-                    // valid_port_comparison()
-                    min_len += 4;
-                    if len < min_len {
-                        return Err(format!("{at}: port comparison cut short"));
-                    }
-                }
-                BC_JMP | BC_NOP => {}
-                other => return Err(format!("{at}: unknown op {other}")),
-            }
-            if code != BC_NOP {
-                if no < min_len || no > len + 4 || no & 3 != 0 {
-                    return Err(format!("{at}: no={no} (len {len}, min {min_len})"));
-                }
-                if no < len && !valid_cc(bc, total, len - no) {
-                    return Err(format!("{at}: no={no} lands inside an op"));
-                }
-            }
-            if yes < min_len || yes > len + 4 || yes & 3 != 0 {
-                return Err(format!("{at}: yes={yes} (len {len}, min {min_len})"));
-            }
-            at += yes as usize;
-            len -= yes;
-        }
-        if len == 0 {
-            Ok(())
-        } else {
-            Err("the yes walk does not end at the end".into())
-        }
-    }
-
-    // ---- synthetic sockets and filters ----
-
-    fn sock(local: &str, remote: Option<&str>) -> Socket {
+    pub(super) fn sock(local: &str, remote: Option<&str>) -> Socket {
         let local: SocketAddr = local.parse().unwrap();
         let remote: Option<SocketAddr> = remote.map(|r| r.parse().unwrap());
         let family = if local.is_ipv4() {
@@ -673,7 +347,7 @@ mod tests {
         }
     }
 
-    fn sockets() -> Vec<Socket> {
+    pub(super) fn sockets() -> Vec<Socket> {
         let pairs: &[(&str, Option<&str>)] = &[
             ("0.0.0.0:22", None),
             ("127.0.0.1:4000", None),
@@ -752,19 +426,19 @@ mod tests {
         "::ffff:0.0.0.0/128",
     ];
 
-    fn ports(list: &[&str]) -> Vec<PortSpec> {
+    pub(super) fn ports(list: &[&str]) -> Vec<PortSpec> {
         list.iter()
             .map(|p| PortSpec::parse(p, |_| None).unwrap())
             .collect()
     }
 
-    fn prefixes(list: &[&str]) -> Vec<Prefix> {
+    pub(super) fn prefixes(list: &[&str]) -> Vec<Prefix> {
         list.iter().map(|p| p.parse().unwrap()).collect()
     }
 
     /// Runs the compiled program of `filter` on every socket and insists it
     /// agrees with `Filter::matches_socket`; returns how many it accepted.
-    fn check(name: &str, filter: &Filter, sockets: &[Socket]) -> usize {
+    pub(super) fn check(name: &str, filter: &Filter, sockets: &[Socket]) -> usize {
         let mut accepted = 0;
         for family in [Family::Inet, Family::Inet6] {
             let program = compile(filter, family);
@@ -786,102 +460,31 @@ mod tests {
         accepted
     }
 
-    // ---- byte layouts ----
+    /// xorshift64: enough randomness for picking filters, reproducibly.
+    struct Rng(u64);
 
-    fn op(code: u8, yes: u8, no: u16) -> Vec<u8> {
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> Vec<&'a str> {
+            // most kinds unused, like on a command line
+            let n = [0, 0, 0, 1, 1, 2, 3][self.below(7)];
+            (0..n).map(|_| from[self.below(from.len())]).collect()
+        }
+    }
+
+    pub(super) fn op(code: u8, yes: u8, no: u16) -> Vec<u8> {
         let [a, b] = no.to_ne_bytes();
         vec![code, yes, a, b]
     }
 
-    fn concat(parts: &[Vec<u8>]) -> Vec<u8> {
+    pub(super) fn concat(parts: &[Vec<u8>]) -> Vec<u8> {
         parts.concat()
-    }
-
-    #[test]
-    fn single_port() {
-        let f = Filter {
-            sport: ports(&["22"]),
-            ..Filter::default()
-        };
-        // S_EQ, yes to the end (8: accept), no to 8 + 4 (reject); the port
-        // in the second op's `no`
-        let want = concat(&[op(BC_S_EQ, 8, 12), op(0, 0, 22)]);
-        assert_eq!(compile(&f, Family::Inet), Some(want.clone()));
-        assert_eq!(compile(&f, Family::Inet6), Some(want));
-    }
-
-    #[test]
-    fn port_range() {
-        let f = Filter {
-            dport: ports(&["1000-2000"]),
-            ..Filter::default()
-        };
-        let want = concat(&[
-            op(BC_D_GE, 8, 20), // 0: reject is 16 + 4
-            op(0, 0, 1000),
-            op(BC_D_LE, 8, 12), // 8: reject is 20 - 8
-            op(0, 0, 2000),
-        ]);
-        assert_eq!(compile(&f, Family::Inet), Some(want));
-        // open-ended ranges drop the bound every port meets
-        let f = Filter {
-            sport: ports(&["1024-65535"]),
-            ..Filter::default()
-        };
-        let want = concat(&[op(BC_S_GE, 8, 12), op(0, 0, 1024)]);
-        assert_eq!(compile(&f, Family::Inet), Some(want));
-    }
-
-    #[test]
-    fn or_of_two_ports() {
-        let f = Filter {
-            sport: ports(&["22", "80"]),
-            ..Filter::default()
-        };
-        let want = concat(&[
-            op(BC_S_EQ, 8, 12), // 0: not 22, try 80 at 12
-            op(0, 0, 22),
-            op(BC_JMP, 4, 12),  // 8: was 22, on to the end at 20
-            op(BC_S_EQ, 8, 12), // 12: not 80 either: reject at 24
-            op(0, 0, 80),
-        ]);
-        assert_eq!(compile(&f, Family::Inet), Some(want));
-    }
-
-    #[test]
-    fn sport_and_dst_prefix() {
-        let f = Filter {
-            sport: ports(&["22"]),
-            dst: prefixes(&["10.0.0.0/8"]),
-            ..Filter::default()
-        };
-        let mut hostcond = vec![AF_INET, 8, 0, 0];
-        hostcond.extend_from_slice(&(-1i32).to_ne_bytes());
-        hostcond.extend_from_slice(&[10, 0, 0, 0]);
-        let want = concat(&[
-            op(BC_S_EQ, 8, 28), // 0: reject is 24 + 4
-            op(0, 0, 22),
-            op(BC_D_COND, 16, 20), // 8: reject is 28 - 8
-            hostcond,
-        ]);
-        assert_eq!(compile(&f, Family::Inet), Some(want.clone()));
-        // the same AF_INET condition serves IPv6 dumps: the kernel matches
-        // it against mapped addresses
-        assert_eq!(compile(&f, Family::Inet6), Some(want));
-    }
-
-    #[test]
-    fn ipv6_prefix() {
-        let f = Filter {
-            src: prefixes(&["2001:db8::/32"]),
-            ..Filter::default()
-        };
-        let mut want = op(BC_S_COND, 28, 32);
-        want.extend_from_slice(&[AF_INET6, 32, 0, 0]);
-        want.extend_from_slice(&(-1i32).to_ne_bytes());
-        want.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-        want.extend_from_slice(&[0; 12]);
-        assert_eq!(compile(&f, Family::Inet6), Some(want));
     }
 
     #[test]
@@ -927,36 +530,60 @@ mod tests {
         assert!(run(&bc, &entry(&sock("[::1]:1", None))));
     }
 
+    /// Issue 13, item 5: an IPv4-mapped address with a prefix shorter than
+    /// /96 is the IPv6 prefix it spells (`::ffff:127.0.0.1/64` is `::/64`,
+    /// `::ffff:0:0/95` is `::fffe:0:0/95`), in user space and in the kernel;
+    /// it was narrowed to the mapped IPv4 host (127.0.0.1/32, 0.0.0.0/32).
     #[test]
-    fn twenty_ports_jump_far() {
-        let list: Vec<String> = (0..20).map(|i| (1000 + 7 * i).to_string()).collect();
-        let list: Vec<&str> = list.iter().map(String::as_str).collect();
-        let f = Filter {
-            port: ports(&list),
-            dst: prefixes(&["127.0.0.0/8", "::1"]),
+    fn mapped_prefix_shorter_than_96_is_ipv6() {
+        let src = |p: &str| Filter {
+            src: prefixes(&[p]),
             ..Filter::default()
         };
-        let bc = compile(&f, Family::Inet6).unwrap();
-        let (_, _, first_no) = op_at(&bc, 0);
-        let longest = (0..bc.len())
-            .step_by(4)
-            .filter(|&at| [BC_JMP, BC_S_EQ, BC_D_EQ].contains(&bc[at]))
-            .map(|at| op_at(&bc, at).2)
-            .max()
-            .unwrap();
-        assert_eq!(first_no, 12);
-        assert!(longest > 255, "a jump past what a u8 holds: {longest}");
-        let mut extra = sockets();
-        for p in [1000, 1007, 1133, 1134, 999] {
-            extra.push(sock(&format!("127.0.0.1:{p}"), Some("127.0.0.1:50000")));
-            extra.push(sock("127.0.0.1:50000", Some(&format!("127.0.0.1:{p}"))));
-            extra.push(sock(&format!("[::1]:{p}"), Some("[::1]:50000")));
-            extra.push(sock(
-                &format!("[::ffff:127.0.0.1]:{p}"),
-                Some("[::ffff:127.0.0.5]:50000"),
-            ));
+        let v4 = sock("127.0.0.1:4000", Some("127.0.0.1:40000"));
+        let mapped = sock("[::ffff:127.0.0.1]:4004", Some("[::ffff:127.0.0.1]:41000"));
+        let v6 = sock("[::1]:4002", Some("[::1]:45000"));
+        let slash64 = src("::ffff:127.0.0.1/64");
+        assert!(!slash64.matches_socket(&v4));
+        // mapped addresses are IPv4, which no IPv6 prefix holds (as ::/64)
+        assert!(!slash64.matches_socket(&mapped));
+        assert!(slash64.matches_socket(&v6));
+        let slash95 = src("::ffff:0:0/95");
+        assert!(!slash95.matches_socket(&sock("0.0.0.0:22", None)));
+        assert!(!slash95.matches_socket(&sock("[::ffff:0.0.0.0]:7", Some("[::ffff:0.0.0.0]:0"))));
+        assert!(slash95.matches_socket(&sock("[::fffe:1.2.3.4]:1", Some("[::1]:2"))));
+        // the kernel gets the programs of the IPv6 prefixes they are
+        for family in [Family::Inet, Family::Inet6] {
+            assert_eq!(compile(&slash64, family), compile(&src("::/64"), family));
+            assert_eq!(
+                compile(&slash95, family),
+                compile(&src("::fffe:0:0/95"), family)
+            );
         }
-        assert!(check("20 ports", &f, &extra) > 0);
+        // from /96 on, the IPv4 prefix they map (e860f98)
+        assert_eq!(
+            compile(&src("::ffff:127.0.0.1/104"), Family::Inet6),
+            compile(&src("127.0.0.0/8"), Family::Inet6)
+        );
+        let mut sockets = sockets();
+        sockets.extend([v4, mapped, v6]);
+        let mut accepted = 0;
+        for p in [
+            "::ffff:127.0.0.1/64",
+            "::ffff:0:0/95",
+            "::ffff:10.0.0.0/80",
+            "::ffff:0:0/0",
+            "::ffff:127.0.0.1/96",
+            "::ffff:127.0.0.1/127",
+        ] {
+            let dst = Filter {
+                dst: prefixes(&[p]),
+                ..Filter::default()
+            };
+            accepted += check(&format!("src {p}"), &src(p), &sockets);
+            accepted += check(&format!("dst {p}"), &dst, &sockets);
+        }
+        assert!(accepted > 0);
     }
 
     #[test]
@@ -1094,24 +721,6 @@ mod tests {
             accepted += check(name, filter, &sockets);
         }
         assert!(accepted > 0);
-    }
-
-    /// xorshift64: enough randomness for picking filters, reproducibly.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, from: &[&'a str]) -> Vec<&'a str> {
-            // most kinds unused, like on a command line
-            let n = [0, 0, 0, 1, 1, 2, 3][self.below(7)];
-            (0..n).map(|_| from[self.below(from.len())]).collect()
-        }
     }
 
     #[test]
