@@ -1,12 +1,15 @@
 //! `--format csv`: a header row, then one row per socket with the fields of
 //! the JSON output flattened (`local.port` becomes `local_port`), quoted per
 //! RFC 4180. Lists are joined with `;`, processes as `pid/name`; a null is an
-//! empty field.
+//! empty field. Outside text is escaped as [`escape`](super::escape) says
+//! (quoting keeps a field whole, not a terminal safe), and a `;` in a process
+//! name, which would read as a second owner, too.
 
 use std::io::{self, Write};
 
 use serde_json::Value;
 
+use super::escape::Rules;
 use crate::config::Config;
 use crate::render::json::socket_of;
 use crate::view::Part;
@@ -47,15 +50,26 @@ pub const COLUMNS: &[&str] = &[
     "processes",
 ];
 
+/// Text in a field: hazards escaped, whitespace kept (the field is quoted).
+const FIELD: Rules = Rules {
+    whitespace: false,
+    separators: &[],
+};
+
 /// One field: a scalar as it is, a list joined with `;`, a process as `pid/name`.
 fn field(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => FIELD.apply(s).into_owned(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
-                Value::Object(o) => format!("{}/{}", field(o.get("pid")), field(o.get("name"))),
+                Value::Object(o) => match o.get("name") {
+                    Some(Value::String(name)) => {
+                        format!("{}/{}", field(o.get("pid")), FIELD.with(&[';']).apply(name))
+                    }
+                    name => format!("{}/{}", field(o.get("pid")), field(name)),
+                },
                 other => field(Some(other)),
             })
             .collect::<Vec<_>>()

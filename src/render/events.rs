@@ -128,12 +128,12 @@ impl Events {
                 }
             };
             let line = json!({"event": event, "time": time, "socket": socket});
-            serde_json::to_writer(&mut *out, &line).map_err(io::Error::from)?;
+            super::escape::write_json(&mut *out, &line)?;
             out.write_all(b"\n")?;
         }
         let tick = json!({"event": "tick", "time": time, "sockets": now.len(),
             "added": added, "changed": changed, "removed": removed});
-        serde_json::to_writer(&mut *out, &tick).map_err(io::Error::from)?;
+        super::escape::write_json(&mut *out, &tick)?;
         out.write_all(b"\n")?;
         self.before = now;
         self.sockets = sockets;

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use comfy_table::{ContentArrangement, Table, presets};
 
-use super::escape::terminal_safe;
+use super::escape::{TABLE, terminal_safe};
 use super::palette::Palette;
 use crate::classify::Row;
 use crate::classify::ftp::{Helper, Mode, Role, Session, Side};
@@ -196,7 +196,8 @@ impl View<'_> {
             let owners: Vec<String> = s
                 .processes
                 .iter()
-                .map(|p| format!("{}/{}", p.pid, terminal_safe(&p.name)))
+                // `|` would add a cell to the table, `,` a second owner
+                .map(|p| format!("{}/{}", p.pid, TABLE.with(&['|', ',']).apply(&p.name)))
                 .collect();
             let evidence: Vec<String> = f.evidence.iter().map(|e| e.name().to_string()).collect();
             let role = match f.role {

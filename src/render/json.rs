@@ -273,6 +273,6 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
             })
             .collect(),
     };
-    serde_json::to_writer(&mut *out, &doc).map_err(io::Error::from)?;
+    super::escape::write_json(&mut *out, &doc)?;
     out.write_all(b"\n")
 }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use owo_colors::Style;
 
-use super::escape::terminal_safe;
+use super::escape::{TABLE, terminal_safe};
 use super::palette::Palette;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, Verdict};
@@ -366,7 +366,8 @@ fn push_owners(s: &Socket, arena: &mut String) {
         if i > 0 {
             arena.push(',');
         }
-        let _ = write!(arena, "{}/{}", p.pid, terminal_safe(&p.name));
+        // a `,` in a name would read as a second owner
+        let _ = write!(arena, "{}/{}", p.pid, TABLE.with(&[',']).apply(&p.name));
     }
 }
 

@@ -9,6 +9,7 @@ mod decode;
 mod errors;
 mod ftp;
 mod harness;
+mod hostile;
 mod labels;
 mod manual;
 mod netns;
