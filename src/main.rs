@@ -12,9 +12,19 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            // --help and --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
+            // --help and --version: a failed write is a failure too, but a
+            // reader that went away is not
+            return match e.print().and_then(|()| std::io::stdout().flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "sockwho: cannot write the output: {}",
+                        sockwho::error::reason(&e)
+                    );
+                    ExitCode::from(1)
+                }
+            };
         }
         Err(e) => {
             // One line, as every other error: clap's first line, which names

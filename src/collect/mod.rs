@@ -117,10 +117,11 @@ impl Inputs {
     /// The port range of the namespace the calling thread is in (files
     /// under /proc/sys/net show the namespace of the thread that opens them).
     pub fn port_range(&self, notices: &mut Notices) -> PortRange {
-        sysctl::read_port_range(&self.proc).unwrap_or_else(|why| {
-            notices.push(format!("{why}; using the default port range 32768-60999"));
-            PortRange::default()
-        })
+        let (range, said) = sysctl::read_port_range(&self.proc);
+        for line in said {
+            notices.push(line);
+        }
+        range
     }
 
     /// The calling thread's namespace's sockets that `request` asks for,

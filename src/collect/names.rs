@@ -34,55 +34,81 @@ impl Names {
 #[derive(Debug, Default)]
 pub struct Services {
     by_port: HashMap<(u16, Proto), String>,
+    /// Every name and alias, with the first port listed for it (TCP and
+    /// UDP apart), as `getservbyname()` answers.
+    by_name: HashMap<(String, Proto), u16>,
+    /// Lines that could not be read (not UTF-8, a bad port), said once.
+    pub skipped: usize,
 }
 
 impl Services {
     /// Loads a services file; a missing or unreadable one gives no names,
     /// as with netstat.
     pub fn load(path: &Path) -> Services {
-        std::fs::read_to_string(path)
-            .map(|text| Services::parse(&text))
+        std::fs::read(path)
+            .map(|bytes| Services::parse(&bytes))
             .unwrap_or_default()
     }
 
-    /// `name port/proto [aliases] [# comment]`; the first name for a port wins.
-    pub fn parse(text: &str) -> Services {
-        let mut by_port = HashMap::new();
-        for line in text.lines() {
+    /// `name port/proto [aliases] [# comment]`; the first name for a port
+    /// wins, and the first port for a name. A line that is not UTF-8 is
+    /// skipped alone. A name made of digits is no name: shown for another
+    /// port it would read as that port.
+    pub fn parse(bytes: &[u8]) -> Services {
+        let mut services = Services::default();
+        for line in bytes.split(|&b| b == b'\n') {
+            let Ok(line) = std::str::from_utf8(line) else {
+                services.skipped += 1;
+                continue;
+            };
             let line = line.split('#').next().unwrap_or("");
             let mut f = line.split_ascii_whitespace();
             let (Some(name), Some(port_proto)) = (f.next(), f.next()) else {
                 continue;
             };
-            let Some((port, proto)) = port_proto.split_once('/') else {
+            let parsed = port_proto.split_once('/').and_then(|(port, proto)| {
+                let proto = match proto {
+                    "tcp" => Proto::Tcp,
+                    "udp" => Proto::Udp,
+                    _ => return None,
+                };
+                Some((port.parse::<u16>().ok()?, proto))
+            });
+            let Some((port, proto)) = parsed else {
+                // sctp, ddp and the like are no error
+                if !port_proto.ends_with("/tcp") && !port_proto.ends_with("/udp") {
+                    continue;
+                }
+                services.skipped += 1;
                 continue;
             };
-            let proto = match proto {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                _ => continue,
-            };
-            if let Ok(port) = port.parse() {
-                by_port
-                    .entry((port, proto))
-                    .or_insert_with(|| name.to_string());
+            let numeric = |n: &str| n.bytes().all(|b| b.is_ascii_digit());
+            if numeric(name) {
+                continue;
+            }
+            services
+                .by_port
+                .entry((port, proto))
+                .or_insert_with(|| name.to_string());
+            for alias in std::iter::once(name).chain(f).filter(|n| !numeric(n)) {
+                services
+                    .by_name
+                    .entry((alias.to_string(), proto))
+                    .or_insert(port);
             }
         }
-        Services { by_port }
+        services
     }
 
     pub fn name(&self, port: u16, proto: Proto) -> Option<&str> {
         self.by_port.get(&(port, proto)).map(String::as_str)
     }
 
-    /// The port of a service name (TCP first, then UDP).
+    /// The port of a service name or alias (TCP first, then UDP).
     pub fn port(&self, name: &str) -> Option<u16> {
-        [Proto::Tcp, Proto::Udp].iter().find_map(|&proto| {
-            self.by_port
-                .iter()
-                .find(|((_, p), n)| *p == proto && n.as_str() == name)
-                .map(|((port, _), _)| *port)
-        })
+        [Proto::Tcp, Proto::Udp]
+            .iter()
+            .find_map(|&proto| self.by_name.get(&(name.to_string(), proto)).copied())
     }
 }
 
@@ -93,8 +119,8 @@ pub struct Users {
 
 impl Users {
     pub fn load(path: &Path) -> Users {
-        std::fs::read_to_string(path)
-            .map(|text| Users::parse(&text))
+        std::fs::read(path)
+            .map(|bytes| Users::parse(&String::from_utf8_lossy(&bytes)))
             .unwrap_or_default()
     }
 
@@ -189,12 +215,49 @@ mod tests {
     #[test]
     fn services_first_name_wins_and_comments_are_skipped() {
         let s = Services::parse(
-            "# comment\nssh 22/tcp # SSH\nftp 21/tcp\nftp-alt 21/tcp\ndomain 53/udp\nbad x/tcp\n",
+            b"# comment\nssh 22/tcp # SSH\nftp 21/tcp\nftp-alt 21/tcp\ndomain 53/udp\nbad x/tcp\n",
         );
         assert_eq!(s.name(22, Proto::Tcp), Some("ssh"));
         assert_eq!(s.name(21, Proto::Tcp), Some("ftp"));
         assert_eq!(s.name(53, Proto::Udp), Some("domain"));
         assert_eq!(s.name(53, Proto::Tcp), None);
+    }
+
+    /// Issue 13, item 8: a name on several ports is its first port, as
+    /// getservbyname() says, and aliases are names.
+    #[test]
+    fn a_name_is_its_first_port_and_aliases_count_regression_13() {
+        let text = b"svc 30007/tcp\nsvc 30008/tcp\nsvc 30009/tcp\nsvc 30010/tcp\nhttp 80/tcp www www-http\n";
+        for _ in 0..20 {
+            let s = Services::parse(text);
+            assert_eq!(s.port("svc"), Some(30007));
+            assert_eq!(s.port("www"), Some(80));
+            assert_eq!(s.port("www-http"), Some(80));
+            assert_eq!(
+                s.name(80, Proto::Tcp),
+                Some("http"),
+                "an alias is not shown"
+            );
+        }
+    }
+
+    /// Issue 13, item 2: a service named `30013` for port 30014 would show
+    /// that port as `:30013`.
+    #[test]
+    fn a_numeric_service_name_is_no_name_regression_13() {
+        let s = Services::parse(b"30013 30014/tcp\nok 30015/tcp 30016\n");
+        assert_eq!(s.name(30014, Proto::Tcp), None);
+        assert_eq!(s.port("30016"), None);
+        assert_eq!(s.port("ok"), Some(30015));
+    }
+
+    /// Issue 13, item 9: one bad byte skips its line, not the file.
+    #[test]
+    fn a_line_that_is_not_utf8_skips_alone_regression_13() {
+        let s = Services::parse(b"ssh 22/tcp\nbad\xff 23/tcp\nftp 21/tcp\n");
+        assert_eq!(s.name(22, Proto::Tcp), Some("ssh"));
+        assert_eq!(s.name(21, Proto::Tcp), Some("ftp"));
+        assert_eq!(s.skipped, 1);
     }
 
     #[test]

@@ -4,31 +4,61 @@
 
 use std::path::Path;
 
+use crate::error::reason;
 use crate::model::PortRange;
 
-/// Reads the range under `proc_root/sys/net/ipv4/`. `Err` carries a one-line
-/// reason; the caller then uses the kernel's default and says so.
-pub fn read_port_range(proc_root: &Path) -> Result<PortRange, String> {
+/// Reads the range under `proc_root/sys/net/ipv4/`, with one-line notices
+/// for what could not be read: a missing or malformed `ip_local_port_range`
+/// gives the kernel's default; a malformed `ip_local_reserved_ports` keeps
+/// the range and drops only the reserved list.
+pub fn read_port_range(proc_root: &Path) -> (PortRange, Vec<String>) {
     let dir = proc_root.join("sys/net/ipv4");
+    let mut notices = Vec::new();
     let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .map_err(|e| format!("cannot read {}: {e}", dir.join(name).display()))
+        let path = dir.join(name);
+        std::fs::read(&path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map_err(|e| format!("cannot read {}: {}", path.display(), reason(&e)))
     };
-    let range = read("ip_local_port_range")?;
-    let (low, high) = parse_range(&range)
-        .ok_or_else(|| format!("malformed ip_local_port_range: {:?}", range.trim()))?;
+    let default = PortRange::default();
+    let (low, high) = match read("ip_local_port_range") {
+        Ok(text) => parse_range(&text).unwrap_or_else(|| {
+            notices.push(format!(
+                "malformed ip_local_port_range: {:?}; using the default port range {}-{}",
+                text.trim(),
+                default.low,
+                default.high
+            ));
+            (default.low, default.high)
+        }),
+        Err(why) => {
+            notices.push(format!(
+                "{why}; using the default port range {}-{}",
+                default.low, default.high
+            ));
+            (default.low, default.high)
+        }
+    };
     // Reserved ports are optional: an old kernel or a partial /proc tree may
     // not have them, and an empty set is the default anyway.
     let reserved = match read("ip_local_reserved_ports") {
-        Ok(text) => parse_reserved(&text)
-            .ok_or_else(|| format!("malformed ip_local_reserved_ports: {:?}", text.trim()))?,
+        Ok(text) => parse_reserved(&text).unwrap_or_else(|| {
+            notices.push(format!(
+                "malformed ip_local_reserved_ports: {:?}; no port is taken as reserved",
+                text.trim()
+            ));
+            Vec::new()
+        }),
         Err(_) => Vec::new(),
     };
-    Ok(PortRange {
-        low,
-        high,
-        reserved,
-    })
+    (
+        PortRange {
+            low,
+            high,
+            reserved,
+        },
+        notices,
+    )
 }
 
 /// `"32768\t60999\n"`
@@ -62,6 +92,49 @@ pub fn parse_reserved(text: &str) -> Option<Vec<(u16, u16)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree(range: &[u8], reserved: Option<&[u8]>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let ipv4 = dir.path().join("sys/net/ipv4");
+        std::fs::create_dir_all(&ipv4).unwrap();
+        std::fs::write(ipv4.join("ip_local_port_range"), range).unwrap();
+        if let Some(r) = reserved {
+            std::fs::write(ipv4.join("ip_local_reserved_ports"), r).unwrap();
+        }
+        dir
+    }
+
+    /// Issue 13, items 7 and 9: a malformed or non-UTF-8 reserved list no
+    /// longer discards a valid range.
+    #[test]
+    fn a_malformed_reserved_list_keeps_the_range_regression_13() {
+        for reserved in [&b"8080,x\n"[..], b"\xff\xfe\n"] {
+            let dir = tree(b"20000\t29999\n", Some(reserved));
+            let (range, notices) = read_port_range(dir.path());
+            assert_eq!((range.low, range.high), (20000, 29999));
+            assert!(range.reserved.is_empty());
+            assert_eq!(notices.len(), 1, "{notices:?}");
+            assert!(
+                notices[0].contains("ip_local_reserved_ports"),
+                "{notices:?}"
+            );
+        }
+        let dir = tree(b"20000\t29999\n", Some(b"8080\n"));
+        assert_eq!(read_port_range(dir.path()).0.reserved, vec![(8080, 8080)]);
+    }
+
+    /// Issue 13, item 10: the reason without "(os error 2)".
+    #[test]
+    fn a_missing_range_says_why_in_words_regression_13() {
+        let dir = tempfile::tempdir().unwrap();
+        let (range, notices) = read_port_range(dir.path());
+        assert_eq!(range, PortRange::default());
+        assert!(
+            notices[0].contains("No such file or directory"),
+            "{notices:?}"
+        );
+        assert!(!notices[0].contains("os error"), "{notices:?}");
+    }
 
     #[test]
     fn range_parses_kernel_format() {

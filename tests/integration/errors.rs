@@ -76,3 +76,48 @@ fn a_closed_stdout_exits_quietly_with_0() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// Issue 13, item 10: `--help > /dev/full` exited 0 silently.
+#[test]
+fn help_and_version_to_a_full_device_fail_regression_13() {
+    for arg in ["--help", "--version"] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = Command::new(BIN)
+            .arg(arg)
+            .stdout(full)
+            .output()
+            .expect("run sockwho");
+        assert_eq!(out.status.code(), Some(1), "{arg}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            err,
+            "sockwho: cannot write the output: No space left on device\n"
+        );
+    }
+}
+
+/// Issue 13, item 9: one bad byte in a replayed /proc/net/tcp failed the
+/// whole run; now the line is skipped and said once.
+#[test]
+fn a_replayed_table_with_a_bad_byte_skips_the_line_regression_13() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    std::fs::create_dir_all(&net).unwrap();
+    let mut tcp = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n".to_vec();
+    tcp.extend_from_slice(b"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1\n");
+    tcp.extend_from_slice(b"   1: 0100007F:1F91 \xff 0A\n");
+    std::fs::write(net.join("tcp"), tcp).unwrap();
+    let out = Command::new(BIN)
+        .args(["-tln"])
+        .env("SOCKWHO_PROC_ROOT", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("127.0.0.1:8080"), "{table}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("skipped 1 malformed line"), "{err}");
+}
