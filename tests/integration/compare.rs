@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 
-use crate::harness::{Netns, can_use_netns, sockets};
+use crate::harness::{Netns, SS, can_use_netns, has_tools, sockets};
 
 /// A mix of states, families and protocols, with a TIME_WAIT among them.
 fn open_mix(ns: &Netns) -> Vec<Box<dyn std::any::Any + Send>> {
@@ -127,7 +127,7 @@ fn ss_keys(text: &str) -> BTreeSet<Key> {
 
 #[test]
 fn same_socket_set_as_ss() {
-    if !can_use_netns("same_socket_set_as_ss") {
+    if !can_use_netns("same_socket_set_as_ss") || !has_tools("same_socket_set_as_ss", &[SS]) {
         return;
     }
     let ns = Netns::new("ss");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use suppaftp::Mode;
 
-use crate::harness::{Netns, can_use_netns, sockets};
+use crate::harness::{CURL, NFT, Netns, PYFTPDLIB, SS, can_use_netns, has_tools, sockets};
 use crate::twohosts::{
     CLI4, Hosts, SRV4, SRV6, libunftp, start, suppaftp_download, wait_established,
 };
@@ -281,7 +281,12 @@ fn pending_data_channels_on_each_side() {
 
 #[test]
 fn epsv_and_eprt_over_ipv6_and_a_second_control_port() {
-    if !can_use_netns("epsv_and_eprt_over_ipv6_and_a_second_control_port") {
+    if !can_use_netns("epsv_and_eprt_over_ipv6_and_a_second_control_port")
+        || !has_tools(
+            "epsv_and_eprt_over_ipv6_and_a_second_control_port",
+            &[PYFTPDLIB, CURL, SS],
+        )
+    {
         return;
     }
     let h = Hosts::new("six");
@@ -371,7 +376,9 @@ fn wait_listening(ns: &Netns, port: u16) {
 
 #[test]
 fn two_sessions_at_once_with_curl() {
-    if !can_use_netns("two_sessions_at_once_with_curl") {
+    if !can_use_netns("two_sessions_at_once_with_curl")
+        || !has_tools("two_sessions_at_once_with_curl", &[PYFTPDLIB, CURL, SS])
+    {
         return;
     }
     let h = Hosts::new("two");
@@ -450,7 +457,9 @@ fn assign_helper(ns: &Netns, hook: &str) {
 
 #[test]
 fn conntrack_helper_ties_data_to_its_session() {
-    if !can_use_netns("conntrack_helper_ties_data_to_its_session") {
+    if !can_use_netns("conntrack_helper_ties_data_to_its_session")
+        || !has_tools("conntrack_helper_ties_data_to_its_session", &[NFT, CURL])
+    {
         return;
     }
     let h = Hosts::new("ct");

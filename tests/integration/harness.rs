@@ -8,6 +8,79 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sockwho");
 
+/// Says that a test is skipped, and why, where a person sees it: libtest
+/// captures `eprintln!` of passing tests, not writes to the stderr handle.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// A tool a test runs, and where it comes from.
+pub struct Tool {
+    /// A command on PATH, or `python3 -m NAME` for a Python module.
+    pub command: &'static str,
+    pub python_module: bool,
+    pub install: &'static str,
+}
+
+pub const NFT: Tool = Tool {
+    command: "nft",
+    python_module: false,
+    install: "apt-get install nftables",
+};
+pub const CURL: Tool = Tool {
+    command: "curl",
+    python_module: false,
+    install: "apt-get install curl",
+};
+pub const SETPRIV: Tool = Tool {
+    command: "setpriv",
+    python_module: false,
+    install: "apt-get install util-linux",
+};
+pub const SS: Tool = Tool {
+    command: "ss",
+    python_module: false,
+    install: "apt-get install iproute2",
+};
+pub const PYFTPDLIB: Tool = Tool {
+    command: "pyftpdlib",
+    python_module: true,
+    install: "python3 -m pip install pyftpdlib",
+};
+
+fn has(tool: &Tool) -> bool {
+    let probe = if tool.python_module {
+        Command::new("/usr/bin/python3")
+            .args(["-c", &format!("import {}", tool.command)])
+            .output()
+    } else {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {}", tool.command)])
+            .output()
+    };
+    probe.is_ok_and(|o| o.status.success())
+}
+
+/// Whether the tools a test runs are here. Under CI they must be (.ci/run
+/// installs them); elsewhere the test is skipped, saying what to install.
+pub fn has_tools(test: &str, tools: &[Tool]) -> bool {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|t| !has(t))
+        .map(|t| format!("{} ({})", t.command, t.install))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("needs {}", missing.join(", "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: CI=true but it {why}");
+    }
+    skip(test, &why);
+    false
+}
+
 /// Whether tests that need root and `ip netns` can run here. Under CI they
 /// must: a missing privilege there is a failure, not a skip.
 pub fn can_use_netns(test: &str) -> bool {
@@ -23,7 +96,10 @@ pub fn can_use_netns(test: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: CI=true but root={root} ip={ip}: namespace tests must run in CI");
     }
-    eprintln!("skipping {test}: needs root and `ip netns` (root={root}, ip={ip})");
+    skip(
+        test,
+        &format!("needs root and `ip netns` (root={root}, ip={ip}); run `sudo cargo test`"),
+    );
     false
 }
 

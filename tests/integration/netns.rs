@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{BIN, Netns, binary_for_anyone, can_use_netns, sockets};
+use crate::harness::{BIN, Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools, sockets};
 use crate::twohosts::{Proc, start};
 
 fn sockwho(args: &[&str]) -> std::process::Output {
@@ -196,7 +196,9 @@ fn a_missing_namespace_is_a_one_line_error() {
 
 #[test]
 fn without_root_namespaces_need_more() {
-    if !can_use_netns("without_root_namespaces_need_more") {
+    if !can_use_netns("without_root_namespaces_need_more")
+        || !has_tools("without_root_namespaces_need_more", &[SETPRIV])
+    {
         return;
     }
     let (a, _b, _keep) = two_namespaces();

@@ -5,11 +5,16 @@ use std::io::BufRead;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use crate::harness::{Netns, binary_for_anyone, can_use_netns};
+use crate::harness::{Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools};
 
 #[test]
 fn unprivileged_user_sees_sockets_and_only_own_owners() {
-    if !can_use_netns("unprivileged_user_sees_sockets_and_only_own_owners") {
+    if !can_use_netns("unprivileged_user_sees_sockets_and_only_own_owners")
+        || !has_tools(
+            "unprivileged_user_sees_sockets_and_only_own_owners",
+            &[SETPRIV],
+        )
+    {
         return;
     }
     let ns = Netns::new("nobody");
