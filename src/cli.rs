@@ -158,8 +158,8 @@ pub struct Cli {
 
     /// Where to read sockets from: netlink (sock_diag), procfs (/proc/net),
     /// or auto (netlink, falling back to procfs).
-    #[arg(long = "source", value_enum, default_value_t = Source::Auto)]
-    pub source: Source,
+    #[arg(long = "source", value_enum, default_value_t = SourceChoice::Auto)]
+    pub source: SourceChoice,
 
     /// Print a shell completion script and exit.
     #[arg(long = "completions", value_enum, value_name = "SHELL")]
@@ -190,8 +190,10 @@ pub enum ColorChoice {
     Never,
 }
 
+/// `--source`: where sockets may be read from (`model::Source` says where
+/// they were).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Source {
+pub enum SourceChoice {
     Auto,
     Netlink,
     Procfs,

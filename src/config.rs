@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::{Cli, ColorChoice, Format, Source};
+use crate::cli::{Cli, ColorChoice, Format, SourceChoice};
 use crate::collect::{Inputs, KernelFilter, PerProto, Request};
 use crate::filter::{Filter, PortSpec};
 use crate::model::{Family, Proto, State};
@@ -43,7 +43,7 @@ pub struct Config {
     pub netns: Option<String>,
     pub all_netns: bool,
     pub color: bool,
-    pub source: Source,
+    pub source: SourceChoice,
     /// Where the outside world is read from (live, or replayed).
     pub inputs: Inputs,
 }

@@ -24,7 +24,7 @@ pub mod sysctl;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::cli::Source as SourceChoice;
+use crate::cli::SourceChoice;
 use crate::error::Error;
 use crate::model::{Conntrack, Family, PortRange, Process, Proto, Snapshot, Socket, Source, State};
 use names::{Services, Users};
