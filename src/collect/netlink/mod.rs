@@ -12,6 +12,9 @@
 
 pub mod sockdiag;
 
+#[cfg(test)]
+mod tests;
+
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 

@@ -320,4 +320,207 @@ mod tests {
         assert_eq!(bytes[FIXED + 2..FIXED + 4], 1u16.to_ne_bytes());
         assert_eq!(bytes[FIXED + 4..], bytecode);
     }
+
+    // Replays of the datagrams tests/fixtures/capture.py saved, exactly as
+    // recv() returned them: one capture's files back to back are what
+    // `ss -D` writes for that family.
+    macro_rules! capture {
+        ($name:literal) => {
+            include_bytes!(concat!("../../../tests/fixtures/sockdiag/", $name)) as &[u8]
+        };
+    }
+    const TCP4: [&[u8]; 2] = [capture!("tcp4.0.bin"), capture!("tcp4.1.bin")];
+    const TCP6: [&[u8]; 2] = [capture!("tcp6.0.bin"), capture!("tcp6.1.bin")];
+    const UDP4: [&[u8]; 2] = [capture!("udp4.0.bin"), capture!("udp4.1.bin")];
+
+    fn all_states() -> u32 {
+        crate::model::State::ALL.iter().fold(0, |m, s| m | s.bit())
+    }
+
+    /// The sockets of a capture, as the live dump decoded them.
+    fn decoded(datagrams: &[&[u8]], proto: Proto) -> Vec<Socket> {
+        let mut out = Vec::new();
+        for d in datagrams {
+            decode::decode_datagram(d, proto, &mut out).unwrap();
+        }
+        assert!(!out.is_empty());
+        out
+    }
+
+    fn replay(
+        file: &[u8],
+        family: Family,
+        proto: Proto,
+        states: u32,
+    ) -> Result<Vec<Socket>, NetlinkError> {
+        let mut out = Vec::new();
+        Replay::from_bytes(file.to_vec())
+            .dump_filtered(family, proto, states, None, &mut out)
+            .map(|()| out)
+    }
+
+    #[test]
+    fn a_replay_of_one_capture_is_its_dump() {
+        let file = TCP4.concat();
+        let got = replay(&file, Family::Inet, Proto::Tcp, all_states()).unwrap();
+        assert_eq!(got, decoded(&TCP4, Proto::Tcp));
+        // the other family's dump is not in it
+        assert_eq!(
+            replay(&file, Family::Inet6, Proto::Tcp, all_states()).unwrap(),
+            []
+        );
+    }
+
+    /// `ss -D FILE -tan` writes the AF_INET dump, then the AF_INET6 one.
+    #[test]
+    fn a_replay_reads_every_dump_of_the_file() {
+        let file = [TCP4, TCP6].concat().concat();
+        let mut sources: Vec<Box<dyn SockDiag>> = vec![Box::new(Replay::from_bytes(file))];
+        for (family, capture) in [(Family::Inet, TCP4), (Family::Inet6, TCP6)] {
+            let mut out = Vec::new();
+            sources[0]
+                .dump_filtered(family, Proto::Tcp, all_states(), None, &mut out)
+                .unwrap();
+            assert_eq!(out, decoded(&capture, Proto::Tcp), "{family:?}");
+        }
+    }
+
+    #[test]
+    fn every_socket_of_a_replay_is_taken_as_tcp() {
+        // ss dumps TCP only: a UDP dump of a replay is empty ...
+        let file = TCP4.concat();
+        assert_eq!(
+            replay(&file, Family::Inet, Proto::Udp, all_states()).unwrap(),
+            []
+        );
+        // ... and the messages of a UDP capture are read as TCP sockets
+        let got = replay(&UDP4.concat(), Family::Inet, Proto::Tcp, all_states()).unwrap();
+        assert_eq!(got, decoded(&UDP4, Proto::Tcp));
+        assert!(got.iter().all(|s| s.proto == Proto::Tcp));
+    }
+
+    #[test]
+    fn a_replay_selects_the_states_asked_for_and_ignores_bytecode() {
+        use crate::model::State;
+        let file = TCP4.concat();
+        let all = decoded(&TCP4, Proto::Tcp);
+        for states in [
+            State::Listen.bit(),
+            State::TimeWait.bit() | State::Established.bit(),
+            0,
+        ] {
+            let want: Vec<Socket> = all
+                .iter()
+                .filter(|s| states & s.state.bit() != 0)
+                .cloned()
+                .collect();
+            assert_eq!(
+                replay(&file, Family::Inet, Proto::Tcp, states).unwrap(),
+                want
+            );
+        }
+        // INET_DIAG_BC_JMP over 4 bytes: whatever it says, nothing runs it
+        let mut out = Vec::new();
+        Replay::from_bytes(file)
+            .dump_filtered(
+                Family::Inet,
+                Proto::Tcp,
+                all_states(),
+                Some(&[1, 4, 8, 0]),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(out, all, "nothing runs the bytecode");
+    }
+
+    #[test]
+    fn a_replay_of_a_kernel_error_is_that_error() {
+        for (name, file) in [
+            ("error", capture!("error.0.bin")),
+            ("sctp4: NLMSG_DONE carrying it", capture!("sctp4.0.bin")),
+        ] {
+            let mut out = decoded(&TCP4, Proto::Tcp);
+            let before = out.clone();
+            let got = Replay::from_bytes(file.to_vec()).dump_filtered(
+                Family::Inet,
+                Proto::Tcp,
+                all_states(),
+                None,
+                &mut out,
+            );
+            assert!(
+                matches!(
+                    got,
+                    Err(NetlinkError::Kernel {
+                        errno: libc::ENOENT
+                    })
+                ),
+                "{name}: {got:?}"
+            );
+            assert_eq!(out, before, "{name}: out as it was");
+        }
+        // after a good dump as well: the file is read to its end
+        let file = [TCP4.concat(), capture!("error.0.bin").to_vec()].concat();
+        assert!(matches!(
+            replay(&file, Family::Inet, Proto::Tcp, all_states()),
+            Err(NetlinkError::Kernel {
+                errno: libc::ENOENT
+            })
+        ));
+    }
+
+    /// As ss says "Unexpected EOF": a file cut anywhere but after a dump's
+    /// NLMSG_DONE is an error, and never a panic.
+    #[test]
+    fn a_partial_file_is_truncated() {
+        let file = [TCP4, TCP6].concat().concat();
+        let ends = [TCP4.concat().len(), file.len()];
+        for cut in 0..=file.len() {
+            let got = replay(&file[..cut], Family::Inet, Proto::Tcp, all_states());
+            if ends.contains(&cut) {
+                assert!(got.is_ok(), "[..{cut}]: {got:?}");
+            } else {
+                assert!(
+                    matches!(got, Err(NetlinkError::Truncated(_))),
+                    "[..{cut}]: {got:?}"
+                );
+            }
+        }
+        let extra = [&file[..], &[0; 3]].concat();
+        assert!(matches!(
+            replay(&extra, Family::Inet, Proto::Tcp, all_states()),
+            Err(NetlinkError::Truncated(_))
+        ));
+    }
+
+    #[test]
+    fn a_replay_takes_an_interrupted_dump_as_it_is() {
+        let mut file = TCP4.concat();
+        // NLM_F_DUMP_INTR on the first message
+        let flags = u16::from_ne_bytes([file[6], file[7]]) | super::super::NLM_F_DUMP_INTR;
+        file[6..8].copy_from_slice(&flags.to_ne_bytes());
+        let got = replay(&file, Family::Inet, Proto::Tcp, all_states()).unwrap();
+        assert_eq!(got, decoded(&TCP4, Proto::Tcp));
+    }
+
+    #[test]
+    fn a_replay_opens_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ss.dump");
+        let missing = Replay::open(&path).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        std::fs::write(&path, TCP4.concat()).unwrap();
+        let mut replay = Replay::open(&path).unwrap();
+        let mut out = Vec::new();
+        SockDiag::dump_filtered(
+            &mut replay,
+            Family::Inet,
+            Proto::Tcp,
+            all_states(),
+            None,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, decoded(&TCP4, Proto::Tcp));
+    }
 }
