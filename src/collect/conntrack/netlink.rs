@@ -18,10 +18,10 @@ use crate::model::{Endpoint, Expectation, Flow, Tuple};
 // Message types: the subsystem in the high byte (include/uapi/linux/netfilter/
 // nfnetlink.h), the message in the low one (nfnetlink_conntrack.h). A dump
 // is answered with one *_NEW message per entry.
-pub(crate) const CT_GET: u16 = (1 << 8) | 1; // NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET
-pub(crate) const CT_NEW: u16 = 1 << 8; // IPCTNL_MSG_CT_NEW
-pub(crate) const EXP_GET: u16 = (2 << 8) | 1; // NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_GET
-pub(crate) const EXP_NEW: u16 = 2 << 8; // IPCTNL_MSG_EXP_NEW
+const CT_GET: u16 = (1 << 8) | 1; // NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET
+const CT_NEW: u16 = 1 << 8; // IPCTNL_MSG_CT_NEW
+const EXP_GET: u16 = (2 << 8) | 1; // NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_GET
+const EXP_NEW: u16 = 2 << 8; // IPCTNL_MSG_EXP_NEW
 /// `sizeof(struct nfgenmsg)`: family, version, resource id.
 const NFGENMSG_LEN: usize = 4;
 const REQUEST_LEN: usize = NLMSG_HDRLEN + NFGENMSG_LEN;
@@ -70,7 +70,7 @@ pub(super) fn read() -> Result<(Vec<Flow>, Vec<Expectation>), NetlinkError> {
 /// on the family only when one is given), version `NFNETLINK_V0` and
 /// resource id 0, all zero bytes. `seq` is the header's sequence number
 /// (`NetlinkSocket::dump` sets its own).
-pub fn request_bytes(kind: u16, seq: u32) -> [u8; REQUEST_LEN] {
+fn request_bytes(kind: u16, seq: u32) -> [u8; REQUEST_LEN] {
     let mut b = [0; REQUEST_LEN];
     b[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
     b[4..6].copy_from_slice(&kind.to_ne_bytes());

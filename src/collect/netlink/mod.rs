@@ -340,7 +340,10 @@ impl NetlinkSocket {
 
     /// Waits for one datagram and returns it.
     pub fn recv(&mut self) -> Result<&[u8], NetlinkError> {
-        let n = self.recv_with(0)?.unwrap_or(0);
+        // `None` only if someone made the socket non-blocking
+        let n = self
+            .recv_with(0)?
+            .ok_or_else(|| NetlinkError::Io(io::ErrorKind::WouldBlock.into()))?;
         Ok(&self.buf[..n])
     }
 
