@@ -5,16 +5,16 @@
 //! than through `netlink-packet-sock-diag`'s `InetResponse`: that type drops
 //! the TIME_WAIT expiry (netstat's `timewait (59.71/0/0)`) and allocates a
 //! vector of attributes per socket, which is most of the cost of a dump of
-//! 200,000 sockets. The request side still uses the crate.
+//! 200,000 sockets. The request side still uses the crate
+//! (`netlink::sockdiag`), and the engine (`netlink`) walks the messages.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use super::netlink::{
+    DecodeError, Message, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, Progress,
+};
 use crate::model::{Endpoint, Family, Proto, Socket, State, Timer, TimerKind};
 
-pub const NLMSG_HDRLEN: usize = 16;
-pub const NLMSG_ERROR: u16 = 2;
-pub const NLMSG_DONE: u16 = 3;
-pub const NLM_F_DUMP_INTR: u16 = 0x10;
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// `sizeof(struct inet_diag_msg)`.
 pub const INET_DIAG_MSG_LEN: usize = 72;
@@ -22,28 +22,6 @@ pub const INET_DIAG_MSG_LEN: usize = 72;
 const INET_DIAG_SKV6ONLY: u16 = 11;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("truncated netlink message ({0})")]
-    Truncated(&'static str),
-    #[error("the kernel answered with error {errno} ({})", std::io::Error::from_raw_os_error(*errno))]
-    Kernel { errno: i32 },
-    #[error("unknown address family {0} in a sock_diag message")]
-    Family(u8),
-    #[error("unknown socket state {0} in a sock_diag message")]
-    State(u8),
-}
-
-/// Where a dump stands after one datagram.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// `NLMSG_DONE` was seen: the dump is complete.
-    pub done: bool,
-    /// A message carried `NLM_F_DUMP_INTR`: the tables changed during the
-    /// dump, so it may have missed or repeated sockets and must be redone.
-    pub interrupted: bool,
-}
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
     u16::from_ne_bytes([b[o], b[o + 1]])
@@ -53,61 +31,28 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
-/// Decodes one datagram of a dump for `proto`, appending its sockets to `out`.
+/// Decodes one datagram of a dump for `proto`, appending its sockets to
+/// `out`; the engine's walker (`netlink::walk`) reads the messages.
 pub fn decode_datagram(
     buf: &[u8],
     proto: Proto,
     out: &mut Vec<Socket>,
 ) -> Result<Progress, DecodeError> {
-    let mut progress = Progress::default();
-    let mut off = 0;
-    while off < buf.len() {
-        let rest = &buf[off..];
-        if rest.len() < NLMSG_HDRLEN {
-            return Err(DecodeError::Truncated("header"));
-        }
-        let len = u32_at(rest, 0) as usize;
-        let kind = u16_at(rest, 4);
-        let flags = u16_at(rest, 6);
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Err(DecodeError::Truncated("length"));
-        }
-        if flags & NLM_F_DUMP_INTR != 0 {
-            progress.interrupted = true;
-        }
-        let payload = &rest[NLMSG_HDRLEN..len];
-        match kind {
-            NLMSG_DONE => {
-                // A dump the kernel could not start (no handler for the
-                // protocol: inet_diag_dump_one's -ENOENT) ends with an
-                // NLMSG_DONE carrying the errno, not with an NLMSG_ERROR.
-                if payload.len() >= 4 {
-                    let errno = (u32_at(payload, 0) as i32).wrapping_neg();
-                    if errno != 0 {
-                        return Err(DecodeError::Kernel { errno });
-                    }
-                }
-                progress.done = true;
-                return Ok(progress);
-            }
-            NLMSG_ERROR => {
-                if payload.len() < 4 {
-                    return Err(DecodeError::Truncated("error"));
-                }
-                let errno = (u32_at(payload, 0) as i32).wrapping_neg();
-                // An error of 0 is an acknowledgement; a dump does not ask
-                // for one, but it is harmless.
-                if errno != 0 {
-                    return Err(DecodeError::Kernel { errno });
-                }
-            }
-            SOCK_DIAG_BY_FAMILY => out.push(decode_inet_diag_msg(payload, proto)?),
-            _ => {}
-        }
-        // Messages are aligned to 4 bytes (NLMSG_ALIGN).
-        off += (len + 3) & !3;
+    super::netlink::walk(buf, |m| decode_message(m, proto, out))
+}
+
+/// Decodes one message of a dump or of a destroy event: a
+/// `SOCK_DIAG_BY_FAMILY` message is a socket, appended to `out`; others
+/// are not ours and are skipped.
+pub fn decode_message(
+    message: Message<'_>,
+    proto: Proto,
+    out: &mut Vec<Socket>,
+) -> Result<(), DecodeError> {
+    if message.kind == SOCK_DIAG_BY_FAMILY {
+        out.push(decode_inet_diag_msg(message.payload, proto)?);
     }
-    Ok(progress)
+    Ok(())
 }
 
 /// Decodes one `struct inet_diag_msg` and its attributes.

@@ -6,6 +6,7 @@ mod bytecode;
 mod compare;
 mod conntrack;
 mod decode;
+mod engine;
 mod errors;
 mod ftp;
 mod harness;
