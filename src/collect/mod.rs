@@ -134,7 +134,7 @@ impl Inputs {
         let (sockets, source) = match (request.source, &self.diag_file) {
             (SourceChoice::Procfs, _) => procfs(notices)?,
             (_, Some(file)) => {
-                let mut replay = shim::Replay::open(file).map_err(|e| Error::Proc {
+                let mut replay = netlink::Replay::open(file).map_err(|e| Error::Proc {
                     path: file.clone(),
                     source: e,
                 })?;
@@ -249,7 +249,7 @@ impl KernelFilter {
 /// shown, come from a second dump of the listening table alone, which is
 /// small. `hint` is how many sockets the namespace has (/proc/net/sockstat).
 fn dump(
-    diag: &mut dyn shim::SockDiag,
+    diag: &mut dyn netlink::SockDiag,
     request: &Request,
     hint: Option<usize>,
     notices: &mut Notices,
@@ -324,50 +324,4 @@ fn read_procfs(
         }
     }
     Ok(sockets)
-}
-
-// TEMPORARY until the netlink engine lands (helper h3): the same shapes.
-mod shim {
-    use super::netlink::{DiagSocket, NetlinkError};
-    use crate::model::{Family, Proto, Socket};
-    pub trait SockDiag {
-        fn dump_filtered(
-            &mut self,
-            family: Family,
-            proto: Proto,
-            states: u32,
-            bytecode: Option<&[u8]>,
-            out: &mut Vec<Socket>,
-        ) -> Result<(), NetlinkError>;
-    }
-    impl SockDiag for DiagSocket {
-        fn dump_filtered(
-            &mut self,
-            family: Family,
-            proto: Proto,
-            states: u32,
-            bytecode: Option<&[u8]>,
-            out: &mut Vec<Socket>,
-        ) -> Result<(), NetlinkError> {
-            DiagSocket::dump_filtered(self, family, proto, states, bytecode, out)
-        }
-    }
-    pub struct Replay;
-    impl Replay {
-        pub fn open(_: &std::path::Path) -> std::io::Result<Replay> {
-            Err(std::io::Error::other("not yet"))
-        }
-    }
-    impl SockDiag for Replay {
-        fn dump_filtered(
-            &mut self,
-            _: Family,
-            _: Proto,
-            _: u32,
-            _: Option<&[u8]>,
-            _: &mut Vec<Socket>,
-        ) -> Result<(), NetlinkError> {
-            Ok(())
-        }
-    }
 }
