@@ -15,5 +15,6 @@ mod labels;
 mod manual;
 mod netns;
 mod privileges;
+mod replay;
 mod twohosts;
 mod watch;
