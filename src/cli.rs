@@ -220,3 +220,64 @@ pub fn write_completions(shell: Shell, out: &mut dyn std::io::Write) {
     };
     clap_complete::generate(shell, &mut command(), "sockwho", out);
 }
+
+/// The man page's sections beside the options, as (heading, entries): an
+/// entry is a term and its text, or a paragraph when the term is empty.
+/// `tests/integration/manual.rs` renders them after clap's own sections.
+pub const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "ENVIRONMENT",
+        &[
+            (
+                "NO_COLOR",
+                "When set and not empty, no colour (unless --color always).",
+            ),
+            ("TERM", "When dumb, no colour (unless --color always)."),
+            (
+                "SOCKWHO_PROC_ROOT",
+                "Read a saved /proc tree instead of /proc: its net/tcp, net/tcp6, net/udp, \
+                 net/udp6 and sys/net/ipv4/ip_local_port_range and ip_local_reserved_ports. \
+                 Nothing is read from the live kernel then (no netlink, no conntrack, no \
+                 namespace is entered).",
+            ),
+            (
+                "SOCKWHO_DIAG_FILE",
+                "Read sockets from a raw sock_diag dump instead of the kernel: the file \
+                 ss -D FILE writes (iproute2 replays it with TCPDIAG_FILE). As with ss, its \
+                 sockets are TCP; unlike ss, every dump in the file is read, not only the \
+                 first. Filters run in user space.",
+            ),
+            (
+                "SOCKWHO_ETC_ROOT",
+                "Read services and passwd under this directory instead of /etc.",
+            ),
+            (
+                "SOCKWHO_RUN_ROOT",
+                "Look for named namespaces under this directory's netns/ and docker/netns/ \
+                 instead of /run.",
+            ),
+        ],
+    ),
+    (
+        "EXIT STATUS",
+        &[
+            (
+                "0",
+                "Success, also when the reader of the output goes away (sockwho -an | head -1).",
+            ),
+            (
+                "1",
+                "The sockets could not be read or the output could not be written (netlink \
+                 error, unreadable /proc, a full disk).",
+            ),
+            ("2", "Usage error: an unknown option or a bad value."),
+        ],
+    ),
+    (
+        "SEE ALSO",
+        &[(
+            "",
+            "netstat(8), ss(8), lsof(8), conntrack(8), ip-netns(8), nft(8)",
+        )],
+    ),
+];

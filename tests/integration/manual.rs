@@ -5,12 +5,42 @@ use std::process::Command;
 
 use crate::harness::BIN;
 
+/// clap's sections, then sockwho's own (`cli::MAN_SECTIONS`), then the version.
 fn render_man_page() -> Vec<u8> {
+    let man = clap_mangen::Man::new(sockwho::cli::command());
     let mut page = Vec::new();
-    clap_mangen::Man::new(sockwho::cli::command())
-        .render(&mut page)
+    man.render_title(&mut page)
+        .and_then(|()| man.render_name_section(&mut page))
+        .and_then(|()| man.render_synopsis_section(&mut page))
+        .and_then(|()| man.render_description_section(&mut page))
+        .and_then(|()| man.render_options_section(&mut page))
+        .and_then(|()| man.render_extra_section(&mut page))
+        .expect("render the man page");
+    for (heading, entries) in sockwho::cli::MAN_SECTIONS {
+        page.extend_from_slice(format!(".SH \"{heading}\"\n").as_bytes());
+        for (term, text) in *entries {
+            if term.is_empty() {
+                page.extend_from_slice(format!(".PP\n{}\n", roff(text)).as_bytes());
+            } else {
+                page.extend_from_slice(
+                    format!(".TP\n\\fB{}\\fR\n{}\n", roff(term), roff(text)).as_bytes(),
+                );
+            }
+        }
+    }
+    man.render_version_section(&mut page)
         .expect("render the man page");
     page
+}
+
+/// Text as roff takes it: backslashes and hyphens escaped, no line that
+/// starts with a control character.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    match escaped.chars().next() {
+        Some('.' | '\'') => format!("\\&{escaped}"),
+        _ => escaped,
+    }
 }
 
 #[test]
@@ -26,7 +56,15 @@ fn committed_man_page_is_current() {
         "man/sockwho.1 is stale: run `SOCKWHO_BLESS=1 cargo test --test integration man_page` and commit it"
     );
     let text = String::from_utf8(fresh).unwrap();
-    for needle in ["sockwho", "\\-\\-format", "Exit status"] {
+    for needle in [
+        "sockwho",
+        "\\-\\-format",
+        "Exit status",
+        ".SH \"ENVIRONMENT\"",
+        "SOCKWHO_DIAG_FILE",
+        ".SH \"EXIT STATUS\"",
+        ".SH \"SEE ALSO\"",
+    ] {
         assert!(text.contains(needle), "{needle} in the man page");
     }
 }

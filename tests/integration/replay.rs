@@ -80,7 +80,10 @@ fn ends_of(sockets: &[Value], proto: &str) -> BTreeSet<Ends> {
 fn a_saved_proc_tree_replays_end_to_end() {
     let want = captured();
     let proc = fixtures().join("proc");
-    let (out, err) = replay(&[("SOCKWHO_PROC_ROOT", &proc)], &["-tuan", "--format", "json"]);
+    let (out, err) = replay(
+        &[("SOCKWHO_PROC_ROOT", &proc)],
+        &["-tuan", "--format", "json"],
+    );
     assert_eq!(err, "", "nothing to complain about");
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["source"], "procfs");
@@ -138,7 +141,10 @@ fn an_ss_dump_file_replays_with_its_cookies() {
     let (table, _) = replay(&env, &["-tn", "--sport", "2222"]);
     let rows: Vec<&str> = table.lines().skip(2).collect();
     assert_eq!(rows.len(), 1, "{table}");
-    assert!(rows[0].contains("127.0.0.1:2222") && rows[0].contains("ESTABLISHED"), "{table}");
+    assert!(
+        rows[0].contains("127.0.0.1:2222") && rows[0].contains("ESTABLISHED"),
+        "{table}"
+    );
     // a replay holds TCP only, as ss's TCPDIAG_FILE
     let (udp, _) = replay(&env, &["-uan", "--format", "json"]);
     let udp: Value = serde_json::from_str(&udp).unwrap();
@@ -164,7 +170,10 @@ fn names_come_from_the_etc_root() {
     let v6only = table.lines().find(|l| l.contains(":::8443")).unwrap();
     assert!(v6only.contains("fixture-user"), "{v6only}");
     // and a port filter by that name
-    let (json, _) = replay(&env, &["-tan", "--sport", "fixture-svc", "--format", "json"]);
+    let (json, _) = replay(
+        &env,
+        &["-tan", "--sport", "fixture-svc", "--format", "json"],
+    );
     let doc: Value = serde_json::from_str(&json).unwrap();
     let sockets = doc["sockets"].as_array().unwrap();
     assert!(!sockets.is_empty());
