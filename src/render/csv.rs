@@ -83,12 +83,28 @@ fn lookup<'a>(socket: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
+    write_at(cfg, parts, None, true, out)
+}
+
+/// The rows of one refresh; in watch mode with a `time` column first, and
+/// the header only before the first refresh.
+pub fn write_at(
+    cfg: &Config,
+    parts: &[Part],
+    time: Option<&str>,
+    header: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let mut csv = csv::Writer::from_writer(out);
-    let header: Vec<String> = COLUMNS.iter().map(|c| c.replace('.', "_")).collect();
-    csv.write_record(&header)?;
+    if header {
+        let names = COLUMNS.iter().map(|c| c.replace('.', "_"));
+        let first = time.map(|_| "time".to_string());
+        csv.write_record(first.into_iter().chain(names))?;
+    }
     for (part, row) in crate::view::shown(cfg, parts) {
         let socket = serde_json::to_value(socket_of(cfg, part, row)).map_err(io::Error::from)?;
-        csv.write_record(COLUMNS.iter().map(|path| field(lookup(&socket, path))))?;
+        let fields = COLUMNS.iter().map(|path| field(lookup(&socket, path)));
+        csv.write_record(time.map(str::to_string).into_iter().chain(fields))?;
     }
     csv.flush()
 }

@@ -23,6 +23,9 @@ pub const SCHEMA: u32 = 1;
 #[serde(bound = "")]
 struct Document<'a, I: Iterator<Item = JsonSocket<'a>>> {
     schema: u32,
+    /// Watch mode: when this refresh was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<&'a str>,
     source: &'static str,
     port_range: [u16; 2],
     reserved_ports: &'a [(u16, u16)],
@@ -219,11 +222,23 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
 /// The document for every part: the sockets the options show, with their
 /// namespace when namespaces are named (`--netns`, `--all-netns`).
 pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
+    write_at(cfg, parts, None, out)
+}
+
+/// The document, with the time of the refresh in watch mode: one compact
+/// document per line.
+pub fn write_at(
+    cfg: &Config,
+    parts: &[Part],
+    time: Option<&str>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let first = parts.first();
     let range = first.map(|p| p.port_range.clone()).unwrap_or_default();
     let labelled = cfg.names_namespaces();
     let doc = Document {
         schema: SCHEMA,
+        time,
         source: first.map_or(Source::Netlink, |p| p.source).name(),
         port_range: [range.low, range.high],
         reserved_ports: &range.reserved,

@@ -11,6 +11,7 @@
 
 pub mod terminal;
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +35,16 @@ pub fn run(cfg: &Config, out: &mut dyn Write, notices: &mut Notices) -> Result<(
     }
     let mut pipeline = Pipeline::watching(cfg);
     let mut refreshes = 0u64;
-    let result = refresh(cfg, &mut pipeline, &stop, &mut refreshes, out, notices);
+    let mut said = HashSet::new();
+    let result = refresh(
+        cfg,
+        &mut pipeline,
+        &stop,
+        &mut refreshes,
+        &mut said,
+        out,
+        notices,
+    );
     if cfg.verbose {
         notices.push(format!(
             "owners: /proc walked {} times in {refreshes} refreshes",
@@ -49,6 +59,7 @@ fn refresh(
     pipeline: &mut Pipeline,
     stop: &AtomicBool,
     refreshes: &mut u64,
+    said: &mut HashSet<String>,
     out: &mut dyn Write,
     notices: &mut Notices,
 ) -> Result<(), Error> {
@@ -74,11 +85,21 @@ fn refresh(
                 .update(cfg, &parts, names, &now)
                 .and_then(|()| screen.draw(Terminal::size(), out)),
             (None, Format::Jsonl) => events.write_at(cfg, &parts, &now, out),
+            // machine formats carry the time in themselves: no text line
+            (None, Format::Json) if !cfg.ftp_view => {
+                render::json::write_at(cfg, &parts, Some(&now), out)
+            }
+            (None, Format::Csv) if !cfg.ftp_view => {
+                render::csv::write_at(cfg, &parts, Some(&now), *refreshes == 0, out)
+            }
             (None, _) => writeln!(out, "sockwho {now} (every {}s)", cfg.interval.as_secs_f64())
                 .and_then(|()| render::write(cfg, &parts, names, out))
                 .and_then(|()| writeln!(out)),
         };
         drawn.and_then(|()| out.flush()).map_err(Error::Output)?;
+        if terminal.is_none() {
+            say_new(notices, said);
+        }
         *refreshes += 1;
         if cfg.count.is_some_and(|n| *refreshes >= n) {
             return Ok(());
@@ -94,6 +115,17 @@ fn refresh(
                 Wake::Refresh => break,
                 Wake::Resized => screen.draw(Terminal::size(), out).map_err(Error::Output)?,
             }
+        }
+    }
+}
+
+/// Says on stderr, as they occur, the notices not said before; those said
+/// are not said again at the end. On the full screen they wait for the end.
+fn say_new(notices: &mut Notices, said: &mut HashSet<String>) {
+    let mut stderr = std::io::stderr().lock();
+    for line in notices.take() {
+        if said.insert(line.clone()) {
+            let _ = writeln!(stderr, "sockwho: {line}");
         }
     }
 }

@@ -594,3 +594,66 @@ fn a_refresh_walks_proc_only_for_sockets_not_seen_before() {
     );
     drop(keep);
 }
+
+/// Issue 11: every machine-readable watch stream parses line by line, with
+/// no text line mixed in, and notices are said once each as they occur.
+#[test]
+fn every_machine_watch_stream_parses_line_by_line() {
+    if !can_use_netns("every_machine_watch_stream_parses_line_by_line") {
+        return;
+    }
+    let ns = Netns::new("streams");
+    let _keep = ns.enter(|| {
+        let l = TcpListener::bind("127.0.0.1:3400").unwrap();
+        let c = TcpStream::connect("127.0.0.1:3400").unwrap();
+        (l, c)
+    });
+    let watch = |format: &str| {
+        let out = ns.sockwho(&[
+            "-tan",
+            "-v",
+            "-c",
+            "--count",
+            "4",
+            "--interval",
+            "0.05",
+            "--format",
+            format,
+        ]);
+        assert!(out.status.success());
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    // JSON: one compact document per line per refresh, each with its time
+    let (json, err) = watch("json");
+    let docs: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(docs.len(), 4, "{json}");
+    for d in &docs {
+        assert!(d["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{d}");
+        assert_eq!(sockets(d).len(), 3);
+    }
+    // the -v lines of each refresh are said once, not piled up at the end
+    let lines: Vec<&str> = err.lines().collect();
+    let unique: std::collections::HashSet<&&str> = lines.iter().collect();
+    assert_eq!(lines.len(), unique.len(), "a notice said twice: {err}");
+    assert!(err.contains("owners: /proc walked"), "{err}");
+    // CSV: the header once, a time column first
+    let (csv, _) = watch("csv");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(&reader.headers().unwrap()[0], "time");
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), 4 * 3, "{csv}");
+    assert!(records.iter().all(|r| r[0].ends_with('Z')));
+    // JSON Lines: every line an event
+    let (jsonl, _) = watch("jsonl");
+    let events: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events.iter().filter(|e| e["event"] == "tick").count(), 4);
+}
