@@ -3,23 +3,22 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use serde::Serialize;
+use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, canonical, wire_enum};
 
-use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, canonical};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PortClass {
-    /// 0-1023: ports only root may bind, assigned to services.
-    WellKnown,
-    /// Inside the namespace's `ip_local_port_range` and not reserved: the
-    /// kernel hands these out to `connect()` and `bind(port 0)`.
-    Ephemeral,
-    /// Everything else.
-    Registered,
+wire_enum! {
+    pub enum PortClass {
+        /// 0-1023: ports only root may bind, assigned to services.
+        WellKnown => "well-known",
+        /// Inside the namespace's `ip_local_port_range` and not reserved: the
+        /// kernel hands these out to `connect()` and `bind(port 0)`.
+        Ephemeral => "ephemeral",
+        /// Everything else.
+        Registered => "registered",
+    }
 }
 
 impl PortClass {
+    /// The table's abbreviation (the Ports column: `eph*/wk`).
     pub fn short(self) -> &'static str {
         match self {
             PortClass::WellKnown => "wk",
@@ -118,7 +117,6 @@ impl Listeners {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Timer, canonical};
 
     fn range(low: u16, high: u16, reserved: &[(u16, u16)]) -> PortRange {
         PortRange {
@@ -165,32 +163,12 @@ pub(crate) mod tests {
         assert!(!has_connect_parity(15000, &odd));
     }
 
+    /// A listener (TCP) or an unconnected socket (UDP) on `addr`:`port`.
     pub(crate) fn listener(proto: Proto, addr: &str, port: u16, v6only: Option<bool>) -> Socket {
         let addr: IpAddr = addr.parse().unwrap();
-        Socket {
-            proto,
-            family: if addr.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
-            state: if proto == Proto::Tcp {
-                State::Listen
-            } else {
-                State::Close
-            },
-            recv_q: 0,
-            send_q: 0,
-            backlog: None,
-            local: Endpoint::new(addr, port),
-            remote: None,
-            uid: 0,
-            inode: 1,
-            cookie: None,
-            timer: Timer::OFF,
-            v6only,
-            processes: vec![],
-        }
+        let mut s = Socket::new(proto, Endpoint::new(addr, port), None).inode(1);
+        s.v6only = v6only;
+        s
     }
 
     #[test]
