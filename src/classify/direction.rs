@@ -5,7 +5,7 @@
 //! kernel: a listener on the local port, a listener on the remote end when
 //! that end is this host too, and the handshake states. Weak ones are
 //! conventions: which side's port is well-known or ephemeral, and the parity
-//! the kernel gives `connect()` ports (see `../shared/design/ftp.md`).
+//! the kernel gives `connect()` ports (`docs/ftp.md`, *Port parity*).
 //! Agreeing strong signals give `high`; weak ones alone give `medium` (two or
 //! more) or `low` (one); signals that disagree give `unknown`.
 

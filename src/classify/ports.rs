@@ -1,4 +1,5 @@
-//! Port classes, and which ports have a listener on them.
+//! Port classes (by the namespace's own `ip_local_port_range`), the parity
+//! the kernel gives `connect()` ports, and which ports have a listener.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -40,7 +41,8 @@ pub fn port_class(port: u16, range: &PortRange) -> PortClass {
 
 /// Which parity the kernel gives `connect()` ports: that of the low end of
 /// the range (Linux 4.6+, `__inet_hash_connect()`); `bind(port 0)` gets the
-/// other one (`inet_csk_find_open_port()`).
+/// other one (`inet_csk_find_open_port()`). Where it does not hold (ports
+/// bound explicitly, UDP, a per-socket range): `docs/ftp.md`, *Port parity*.
 pub fn has_connect_parity(port: u16, range: &PortRange) -> bool {
     port % 2 == range.low % 2
 }

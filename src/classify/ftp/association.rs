@@ -85,8 +85,9 @@ impl Candidate {
         }
     }
 
-    /// Evidence that ties the socket to this session, not just to these
-    /// two hosts or this process.
+    /// Evidence that makes the tie certain where no other session competes:
+    /// conntrack's, the session's single-use listener, or port 20; more than
+    /// the owner alone, which may also talk HTTP to the same peer.
     fn tied(&self) -> bool {
         self.exact
             || self.listener

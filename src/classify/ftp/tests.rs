@@ -72,7 +72,7 @@ fn analyse_plain(sockets: Vec<Socket>) -> Ftp {
     analyse_with(sockets, None, &[])
 }
 
-/// (role, side, mode, confidence) of socket `i`, if it is FTP.
+/// (session, role, side, mode, confidence) of socket `i`, if it is FTP.
 fn tag(f: &Ftp, i: usize) -> Option<(u32, Role, Side, Option<Mode>, Confidence)> {
     f.labels[i]
         .as_ref()
