@@ -20,7 +20,7 @@ use sockwho::cli::Cli;
 use sockwho::collect::names::Names;
 use sockwho::config::{Config, Environment};
 use sockwho::model::{
-    Endpoint, Family, PortRange, Proto, Snapshot, Socket, Source, State, Timer, TimerKind,
+    Endpoint, PortRange, Proto, Snapshot, Socket, Source, State, Timer, TimerKind,
 };
 use sockwho::render::{json, palette::Palette, table::Table};
 use sockwho::view::Part;
@@ -38,29 +38,6 @@ fn main() {
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-
-fn socket(proto: Proto, state: State, local: Endpoint, remote: Option<Endpoint>) -> Socket {
-    let family = match local.addr {
-        IpAddr::V4(_) => Family::Inet,
-        IpAddr::V6(_) => Family::Inet6,
-    };
-    Socket {
-        proto,
-        family,
-        state,
-        recv_q: 0,
-        send_q: 0,
-        backlog: (state == State::Listen).then_some(4096),
-        local,
-        remote,
-        uid: 1000,
-        inode: 0,
-        cookie: None,
-        timer: Timer::OFF,
-        v6only: None,
-        processes: Vec::new(),
-    }
 }
 
 /// The synthetic snapshot: deterministic, in the order a dump gives (listeners first).
@@ -88,7 +65,7 @@ fn snapshot() -> Snapshot {
         listeners.push(Endpoint::new(addr, port));
     }
     for &ep in &listeners {
-        let mut s = socket(Proto::Tcp, State::Listen, ep, None);
+        let mut s = Socket::new(Proto::Tcp, ep, None).uid(1000).backlog(4096);
         s.v6only = ep.addr.is_ipv6().then_some(false);
         sockets.push(s);
     }
@@ -112,9 +89,10 @@ fn snapshot() -> Snapshot {
         let server = Endpoint::new(server_addr, server.port);
         let inode = 100_000 + 2 * k as u64;
         for (local, remote, inode) in [(client, server, inode), (server, client, inode + 1)] {
-            let mut s = socket(Proto::Tcp, State::Established, local, Some(remote));
-            s.inode = inode;
-            s.cookie = Some(inode);
+            let mut s = Socket::new(Proto::Tcp, local, Some(remote))
+                .uid(1000)
+                .inode(inode)
+                .cookie(inode);
             if k % 3 == 0 {
                 s.timer = Timer {
                     kind: TimerKind::Keepalive,
@@ -133,30 +111,25 @@ fn snapshot() -> Snapshot {
     for k in 0..TIME_WAIT {
         let server = Endpoint::new(v4(127, 1, 0, 1 + (k % 4) as u8), 10000 + (k % 8) as u16);
         let client = Endpoint::new(v4(127, 4, 0, 1 + (k % 16) as u8), range.low + k as u16);
-        let mut s = socket(Proto::Tcp, State::TimeWait, client, Some(server));
-        s.timer = Timer {
-            kind: TimerKind::TimeWait,
-            expires_ms: 59_000,
-            retransmits: 0,
-        };
+        let s = Socket::new(Proto::Tcp, client, Some(server))
+            .state(State::TimeWait)
+            .uid(1000)
+            .timer(Timer {
+                kind: TimerKind::TimeWait,
+                expires_ms: 59_000,
+                retransmits: 0,
+            });
         sockets.push(s);
     }
     // UDP: a few servers, the rest connected clients.
     for k in 0..UDP {
         let s = if k < 10 {
-            socket(
-                Proto::Udp,
-                State::Close,
-                Endpoint::new(
-                    v4(0, 0, 0, 0),
-                    [53, 123, 5353, 67, 500][k % 5] + (k / 5) as u16,
-                ),
-                None,
-            )
+            let port = [53, 123, 5353, 67, 500][k % 5] + (k / 5) as u16;
+            Socket::new(Proto::Udp, Endpoint::new(v4(0, 0, 0, 0), port), None).uid(1000)
         } else {
             let local = Endpoint::new(v4(127, 0, 0, 1), range.low + 1000 + k as u16);
             let remote = Endpoint::new(v4(127, 0, 0, 53), 53);
-            socket(Proto::Udp, State::Established, local, Some(remote))
+            Socket::new(Proto::Udp, local, Some(remote)).uid(1000)
         };
         sockets.push(s);
     }

@@ -1,35 +1,66 @@
 //! Plain data shared by the pipeline: what the collectors produce and the
-//! classifiers read. Nothing here does I/O.
+//! classifiers read, and `wire_enum!`, which spells every word the outputs
+//! use once. Nothing here does I/O.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
+/// An enum whose values are words of sockwho's output (JSON, CSV, the
+/// tables, `--ftp`): each variant's word is written once, here, and
+/// everything else uses it. The macro defines the enum (deriving `Debug`,
+/// `Clone`, `Copy`, `PartialEq`, `Eq` and `Hash`, plus what the attributes
+/// add), `name()` (the word), `ALL` (every variant, in declaration order,
+/// so a test can hold the README to the code) and `Serialize` as
+/// `name()`. Declaration order is kept: derived `Ord` and discriminants
+/// (`as u32`) follow it.
+///
+#[macro_export]
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident => $word:literal ),+ $(,)?
         }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: [$name; [$($word),+].len()] = [$($name::$variant),+];
+
+            /// The word the outputs use for it.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $word, )+
+                }
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.name())
+            }
+        }
+    };
+}
+pub(crate) use wire_enum;
+
+wire_enum! {
+    #[derive(PartialOrd, Ord)]
+    pub enum Proto {
+        Tcp => "tcp",
+        Udp => "udp",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    Inet,
-    Inet6,
-}
-
-impl Family {
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Inet => "inet",
-            Family::Inet6 => "inet6",
-        }
+wire_enum! {
+    #[derive(PartialOrd, Ord)]
+    pub enum Family {
+        Inet => "inet",
+        Inet6 => "inet6",
     }
 }
 
@@ -103,27 +134,16 @@ impl State {
     }
 }
 
-/// A TCP timer as the kernel reports it (`idiag_timer`, `/proc/net/tcp`'s `tr`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerKind {
-    Off,
-    /// Retransmit, or a lost-probe / reordering timer (netstat's `on`).
-    On,
-    Keepalive,
-    TimeWait,
-    Probe,
-}
-
-impl TimerKind {
-    /// netstat's word for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            TimerKind::Off => "off",
-            TimerKind::On => "on",
-            TimerKind::Keepalive => "keepalive",
-            TimerKind::TimeWait => "timewait",
-            TimerKind::Probe => "probe",
-        }
+wire_enum! {
+    /// A TCP timer as the kernel reports it (`idiag_timer`, `/proc/net/tcp`'s
+    /// `tr`), named with netstat's words.
+    pub enum TimerKind {
+        Off => "off",
+        /// Retransmit, or a lost-probe / reordering timer (netstat's `on`).
+        On => "on",
+        Keepalive => "keepalive",
+        TimeWait => "timewait",
+        Probe => "probe",
     }
 }
 
@@ -162,6 +182,12 @@ impl Endpoint {
 
     pub fn is_unspecified(&self) -> bool {
         self.addr.is_unspecified()
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Endpoint {
+        Endpoint::new(a.ip(), a.port())
     }
 }
 
@@ -215,6 +241,149 @@ pub struct Socket {
     pub processes: Vec<Process>,
 }
 
+/// Sockets built in code, for unit tests, benches and fuzz targets: the
+/// classifiers and renderers are pure, so they run on these without a
+/// kernel. The collectors fill every field themselves and do not use this.
+///
+/// ```
+/// use sockwho::model::{Socket, State};
+/// let listener = Socket::tcp("0.0.0.0:21", None).backlog(32).process(812, "vsftpd");
+/// let accepted = Socket::tcp("10.0.0.1:21", Some("10.0.0.2:40000")).inode(7);
+/// let closing = Socket::tcp("[fd00::1]:21", Some("[fd00::2]:40000")).state(State::TimeWait);
+/// assert_eq!((listener.state, accepted.state), (State::Listen, State::Established));
+/// # let _ = closing;
+/// ```
+impl Socket {
+    /// A socket of `proto` on `local`, connected to `remote` (`None`: a TCP
+    /// listener or an unconnected UDP socket), in the state that says so
+    /// (`ESTABLISHED`, `LISTEN`, UDP's `CLOSE`), of `local`'s family, and
+    /// otherwise empty: no queues, backlog or cookie, uid and inode 0, the
+    /// timer off, no owners. It takes any endpoints, as a fuzz target needs.
+    pub fn new(proto: Proto, local: Endpoint, remote: Option<Endpoint>) -> Socket {
+        let state = match (proto, remote) {
+            (_, Some(_)) => State::Established,
+            (Proto::Tcp, None) => State::Listen,
+            (Proto::Udp, None) => State::Close,
+        };
+        Socket {
+            proto,
+            family: if local.addr.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
+            state,
+            recv_q: 0,
+            send_q: 0,
+            backlog: None,
+            local,
+            remote,
+            uid: 0,
+            inode: 0,
+            cookie: None,
+            timer: Timer::OFF,
+            v6only: None,
+            processes: Vec::new(),
+        }
+    }
+
+    /// [`Socket::new`] for TCP, from `"addr:port"` or `"[v6]:port"`.
+    ///
+    /// # Panics
+    ///
+    /// On an address that does not parse, ends of two families, or a remote
+    /// end of `0.0.0.0:0` (the collectors say "no remote end" with `None`):
+    /// it takes literals written in a test, never outside input.
+    pub fn tcp(local: &str, remote: Option<&str>) -> Socket {
+        let (local, remote) = literal_ends(local, remote);
+        Socket::new(Proto::Tcp, local, remote)
+    }
+
+    /// [`Socket::tcp`] for UDP.
+    ///
+    /// # Panics
+    ///
+    /// As [`Socket::tcp`].
+    pub fn udp(local: &str, remote: Option<&str>) -> Socket {
+        let (local, remote) = literal_ends(local, remote);
+        Socket::new(Proto::Udp, local, remote)
+    }
+
+    pub fn state(mut self, state: State) -> Socket {
+        self.state = state;
+        self
+    }
+
+    pub fn inode(mut self, inode: u64) -> Socket {
+        self.inode = inode;
+        self
+    }
+
+    pub fn cookie(mut self, cookie: u64) -> Socket {
+        self.cookie = Some(cookie);
+        self
+    }
+
+    pub fn uid(mut self, uid: u32) -> Socket {
+        self.uid = uid;
+        self
+    }
+
+    pub fn backlog(mut self, backlog: u32) -> Socket {
+        self.backlog = Some(backlog);
+        self
+    }
+
+    pub fn v6only(mut self, v6only: bool) -> Socket {
+        self.v6only = Some(v6only);
+        self
+    }
+
+    pub fn queues(mut self, recv_q: u32, send_q: u32) -> Socket {
+        self.recv_q = recv_q;
+        self.send_q = send_q;
+        self
+    }
+
+    pub fn timer(mut self, timer: Timer) -> Socket {
+        self.timer = timer;
+        self
+    }
+
+    /// Adds an owner.
+    pub fn process(mut self, pid: u32, name: &str) -> Socket {
+        self.processes.push(Process {
+            pid,
+            name: name.into(),
+        });
+        self
+    }
+}
+
+/// The ends of a socket written as literals; see [`Socket::tcp`].
+fn literal_ends(local: &str, remote: Option<&str>) -> (Endpoint, Option<Endpoint>) {
+    let parse = |s: &str| -> Endpoint {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => a.into(),
+            Err(e) => panic!("{s:?} is not addr:port or [v6]:port: {e}"),
+        }
+    };
+    let local = parse(local);
+    let remote = remote.map(parse);
+    if let Some(r) = remote {
+        assert_eq!(
+            r.addr.is_ipv4(),
+            local.addr.is_ipv4(),
+            "one family per socket: {local:?} {r:?}"
+        );
+        assert!(
+            !(r.port == 0 && r.addr.is_unspecified()),
+            "no remote end is None, not {r:?}"
+        );
+    }
+    (local, remote)
+}
+
 /// The namespace's `net.ipv4.ip_local_port_range` (it applies to IPv6 too)
 /// and `ip_local_reserved_ports`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,20 +416,13 @@ impl PortRange {
     }
 }
 
-/// Where the sockets were read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Source {
-    #[default]
-    Netlink,
-    Procfs,
-}
-
-impl Source {
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Netlink => "netlink",
-            Source::Procfs => "procfs",
-        }
+wire_enum! {
+    /// Where the sockets were read from.
+    #[derive(Default)]
+    pub enum Source {
+        #[default]
+        Netlink => "netlink",
+        Procfs => "procfs",
     }
 }
 
@@ -340,5 +502,44 @@ impl NetnsId {
             Some(name) => name.clone(),
             None => format!("net:[{}]", self.inode),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_reads_literals_and_implies_the_state() {
+        let l = Socket::tcp("[::]:21", None).v6only(false).backlog(32);
+        assert_eq!(
+            (l.family, l.state, l.local.port, l.v6only, l.backlog),
+            (Family::Inet6, State::Listen, 21, Some(false), Some(32))
+        );
+        let c = Socket::tcp("10.0.0.1:40000", Some("10.0.0.2:21"))
+            .inode(7)
+            .process(20, "curl");
+        assert_eq!(
+            (c.family, c.state, c.inode),
+            (Family::Inet, State::Established, 7)
+        );
+        assert_eq!(
+            c.remote,
+            Some(Endpoint::new("10.0.0.2".parse().unwrap(), 21))
+        );
+        assert_eq!(&*c.processes[0].name, "curl");
+        assert_eq!(Socket::udp("0.0.0.0:53", None).state, State::Close);
+    }
+
+    #[test]
+    #[should_panic(expected = "one family per socket")]
+    fn the_builder_refuses_two_families() {
+        Socket::tcp("10.0.0.1:1", Some("[::1]:2"));
+    }
+
+    #[test]
+    #[should_panic(expected = "not addr:port")]
+    fn the_builder_refuses_what_does_not_parse() {
+        Socket::tcp("10.0.0.1", None);
     }
 }

@@ -5,87 +5,75 @@
 //! kernel: a listener on the local port, a listener on the remote end when
 //! that end is this host too, and the handshake states. Weak ones are
 //! conventions: which side's port is well-known or ephemeral, and the parity
-//! the kernel gives `connect()` ports (see `../shared/design/ftp.md`).
+//! the kernel gives `connect()` ports (`docs/ftp.md`, *Port parity*).
 //! Agreeing strong signals give `high`; weak ones alone give `medium` (two or
 //! more) or `low` (one); signals that disagree give `unknown`.
 
 use serde::Serialize;
 
 use super::ports::{Listeners, PortClass, has_connect_parity, port_class};
-use crate::model::{PortRange, Proto, Socket, State};
+use crate::model::{PortRange, Proto, Socket, State, wire_enum};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Listen,
-    Inbound,
-    Outbound,
-    Unknown,
+wire_enum! {
+    pub enum Direction {
+        Listen => "listen",
+        Inbound => "inbound",
+        Outbound => "outbound",
+        Unknown => "unknown",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Confidence {
-    Low,
-    Medium,
-    High,
+wire_enum! {
+    /// How sure a verdict is; ordered, so that the weaker of two is their `min`.
+    #[derive(PartialOrd, Ord)]
+    pub enum Confidence {
+        Low => "low",
+        Medium => "medium",
+        High => "high",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Evidence {
-    /// conntrack's original tuple: who sent the first packet. Exact.
-    Conntrack,
-    /// The socket is in LISTEN.
-    ListenState,
-    /// A UDP socket with no peer.
-    Unconnected,
-    /// A listener covers the local address and port.
-    Listener,
-    /// The remote end is this host, and a listener covers it.
-    PeerListener,
-    /// The handshake is ours: SYN sent.
-    SynSent,
-    /// The handshake is theirs: SYN received.
-    SynRecv,
-    /// An earlier refresh saw this connection in SYN_SENT (watch mode).
-    SeenSynSent,
-    /// An earlier refresh saw this connection in SYN_RECV (watch mode).
-    SeenSynRecv,
-    /// An earlier refresh saw a listener on the local port (watch mode).
-    RememberedListener,
-    /// The local port is well-known and the remote one is not.
-    LocalWellKnown,
-    /// The remote port is well-known and the local one is not.
-    RemoteWellKnown,
-    /// The local port is ephemeral and the remote one is not.
-    LocalEphemeral,
-    /// The remote port is ephemeral and the local one is not.
-    RemoteEphemeral,
-    /// The local ephemeral port has the parity the kernel gives `connect()`.
-    ConnectParity,
+wire_enum! {
+    /// The signals a direction rests on, facts first; README's *Direction*
+    /// table lists them all (a test holds it to [`Evidence::ALL`]).
+    pub enum Evidence {
+        /// conntrack's original tuple: who sent the first packet. Exact.
+        Conntrack => "conntrack",
+        /// The socket is in LISTEN.
+        ListenState => "listen-state",
+        /// A UDP socket with no peer.
+        Unconnected => "unconnected",
+        /// A listener covers the local address and port.
+        Listener => "listener",
+        /// The remote end is this host, and a listener covers it.
+        PeerListener => "peer-listener",
+        /// The handshake is ours: SYN sent.
+        SynSent => "syn-sent",
+        /// The handshake is theirs: SYN received.
+        SynRecv => "syn-recv",
+        /// An earlier refresh saw this connection in SYN_SENT (watch mode).
+        SeenSynSent => "seen-syn-sent",
+        /// An earlier refresh saw this connection in SYN_RECV (watch mode).
+        SeenSynRecv => "seen-syn-recv",
+        /// An earlier refresh saw a listener on the local port (watch mode).
+        RememberedListener => "remembered-listener",
+        /// The local port is well-known and the remote one is not.
+        LocalWellKnown => "local-well-known",
+        /// The remote port is well-known and the local one is not.
+        RemoteWellKnown => "remote-well-known",
+        /// The local port is ephemeral and the remote one is not.
+        LocalEphemeral => "local-ephemeral",
+        /// The remote port is ephemeral and the local one is not.
+        RemoteEphemeral => "remote-ephemeral",
+        /// The local ephemeral port has the parity the kernel gives `connect()`.
+        ConnectParity => "connect-parity",
+    }
 }
+
+// An `EvidenceSet` has a bit for each kind.
+const _: () = assert!(Evidence::ALL.len() <= u32::BITS as usize);
 
 impl Evidence {
-    /// Every kind, in the order they are listed: facts first.
-    pub const ALL: [Evidence; 15] = [
-        Evidence::Conntrack,
-        Evidence::ListenState,
-        Evidence::Unconnected,
-        Evidence::Listener,
-        Evidence::PeerListener,
-        Evidence::SynSent,
-        Evidence::SynRecv,
-        Evidence::SeenSynSent,
-        Evidence::SeenSynRecv,
-        Evidence::RememberedListener,
-        Evidence::LocalWellKnown,
-        Evidence::RemoteWellKnown,
-        Evidence::LocalEphemeral,
-        Evidence::RemoteEphemeral,
-        Evidence::ConnectParity,
-    ];
-
     fn bit(self) -> u32 {
         1 << (self as u32)
     }
@@ -337,15 +325,12 @@ fn unknown(inbound: EvidenceSet, outbound: EvidenceSet) -> Verdict {
 mod tests {
     use super::*;
     use crate::classify::ports::tests::listener;
-    use crate::model::Endpoint;
 
     fn conn(proto: Proto, state: State, local: &str, remote: &str) -> Socket {
-        let l: std::net::SocketAddr = local.parse().unwrap();
-        let r: std::net::SocketAddr = remote.parse().unwrap();
-        let mut s = listener(proto, &l.ip().to_string(), l.port(), None);
-        s.state = state;
-        s.remote = Some(Endpoint::new(r.ip(), r.port()));
-        s
+        let end = |a: &str| a.parse::<std::net::SocketAddr>().unwrap().into();
+        Socket::new(proto, end(local), Some(end(remote)))
+            .state(state)
+            .inode(1)
     }
 
     use Confidence::*;

@@ -104,3 +104,50 @@ pub struct Row<'a> {
     pub socket: &'a Socket,
     pub labels: &'a Labels,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::direction::{Confidence, Direction, Evidence};
+    use super::ftp::{FtpEvidence, Helper, Mode, Role, Side};
+    use super::ports::PortClass;
+    use crate::model::{Family, Proto, Source, TimerKind};
+
+    /// Each value's name is distinct, and JSON writes exactly that name.
+    fn spelled_once<T: serde::Serialize + Copy + std::fmt::Debug>(
+        all: &[T],
+        name: fn(T) -> &'static str,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        for &v in all {
+            assert!(seen.insert(name(v)), "{v:?}: {} twice", name(v));
+            assert_eq!(
+                serde_json::to_value(v).unwrap(),
+                serde_json::Value::from(name(v)),
+                "{v:?}"
+            );
+        }
+    }
+
+    /// Issue #9: FTP evidence was `port20` in JSON and `port-20` in the
+    /// README and `--ftp`; every output now takes the one `name()`.
+    #[test]
+    fn every_wire_word_is_spelled_once_issue_9() {
+        assert_eq!(
+            serde_json::to_value(FtpEvidence::Port20).unwrap(),
+            "port-20"
+        );
+        spelled_once(&PortClass::ALL, PortClass::name);
+        spelled_once(&Direction::ALL, Direction::name);
+        spelled_once(&Confidence::ALL, Confidence::name);
+        spelled_once(&Evidence::ALL, Evidence::name);
+        spelled_once(&Role::ALL, Role::name);
+        spelled_once(&Side::ALL, Side::name);
+        spelled_once(&Mode::ALL, Mode::name);
+        spelled_once(&FtpEvidence::ALL, FtpEvidence::name);
+        spelled_once(&Helper::ALL, Helper::name);
+        spelled_once(&Proto::ALL, Proto::name);
+        spelled_once(&Family::ALL, Family::name);
+        spelled_once(&TimerKind::ALL, TimerKind::name);
+        spelled_once(&Source::ALL, Source::name);
+    }
+}

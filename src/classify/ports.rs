@@ -1,25 +1,25 @@
-//! Port classes, and which ports have a listener on them.
+//! Port classes (by the namespace's own `ip_local_port_range`), the parity
+//! the kernel gives `connect()` ports, and which ports have a listener.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use serde::Serialize;
+use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, canonical, wire_enum};
 
-use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, canonical};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PortClass {
-    /// 0-1023: ports only root may bind, assigned to services.
-    WellKnown,
-    /// Inside the namespace's `ip_local_port_range` and not reserved: the
-    /// kernel hands these out to `connect()` and `bind(port 0)`.
-    Ephemeral,
-    /// Everything else.
-    Registered,
+wire_enum! {
+    pub enum PortClass {
+        /// 0-1023: ports only root may bind, assigned to services.
+        WellKnown => "well-known",
+        /// Inside the namespace's `ip_local_port_range` and not reserved: the
+        /// kernel hands these out to `connect()` and `bind(port 0)`.
+        Ephemeral => "ephemeral",
+        /// Everything else.
+        Registered => "registered",
+    }
 }
 
 impl PortClass {
+    /// The table's abbreviation (the Ports column: `eph*/wk`).
     pub fn short(self) -> &'static str {
         match self {
             PortClass::WellKnown => "wk",
@@ -41,7 +41,8 @@ pub fn port_class(port: u16, range: &PortRange) -> PortClass {
 
 /// Which parity the kernel gives `connect()` ports: that of the low end of
 /// the range (Linux 4.6+, `__inet_hash_connect()`); `bind(port 0)` gets the
-/// other one (`inet_csk_find_open_port()`).
+/// other one (`inet_csk_find_open_port()`). Where it does not hold (ports
+/// bound explicitly, UDP, a per-socket range): `docs/ftp.md`, *Port parity*.
 pub fn has_connect_parity(port: u16, range: &PortRange) -> bool {
     port % 2 == range.low % 2
 }
@@ -118,7 +119,6 @@ impl Listeners {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Timer, canonical};
 
     fn range(low: u16, high: u16, reserved: &[(u16, u16)]) -> PortRange {
         PortRange {
@@ -165,32 +165,12 @@ pub(crate) mod tests {
         assert!(!has_connect_parity(15000, &odd));
     }
 
+    /// A listener (TCP) or an unconnected socket (UDP) on `addr`:`port`.
     pub(crate) fn listener(proto: Proto, addr: &str, port: u16, v6only: Option<bool>) -> Socket {
         let addr: IpAddr = addr.parse().unwrap();
-        Socket {
-            proto,
-            family: if addr.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
-            state: if proto == Proto::Tcp {
-                State::Listen
-            } else {
-                State::Close
-            },
-            recv_q: 0,
-            send_q: 0,
-            backlog: None,
-            local: Endpoint::new(addr, port),
-            remote: None,
-            uid: 0,
-            inode: 1,
-            cookie: None,
-            timer: Timer::OFF,
-            v6only,
-            processes: vec![],
-        }
+        let mut s = Socket::new(proto, Endpoint::new(addr, port), None).inode(1);
+        s.v6only = v6only;
+        s
     }
 
     #[test]

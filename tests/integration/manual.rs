@@ -1,5 +1,6 @@
-//! The man page and shell completions come from the clap definition; the
-//! committed page must match it.
+//! The manuals: the man page and shell completions come from the clap
+//! definition (the committed page must match it), and README.md documents
+//! the JSON schema and every word the output uses, as the code has them.
 
 use std::process::Command;
 
@@ -163,4 +164,195 @@ fn the_readme_documents_the_json_schema_as_it_is() {
             "README.md documents {name}, which the output does not have"
         );
     }
+}
+
+/// The text of README.md's `## title` section.
+fn readme_section<'a>(readme: &'a str, title: &str) -> &'a str {
+    let head = format!("\n## {title}\n");
+    let start = readme
+        .find(&head)
+        .unwrap_or_else(|| panic!("README.md has no {title} section"))
+        + head.len();
+    let rest = &readme[start..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// The cells of the table rows in `section` (`\|` is a `|` inside a cell).
+fn table_rows(section: &str) -> Vec<Vec<String>> {
+    section
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .map(|l| {
+            l.replace("\\|", "\u{1}")
+                .split('|')
+                .map(|c| c.trim().replace('\u{1}', "|"))
+                .collect::<Vec<_>>()
+        })
+        .map(|cells| cells[1..cells.len() - 1].to_vec())
+        .collect()
+}
+
+/// The words between backticks.
+fn backticked(text: &str) -> std::collections::BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Text without its parenthesised asides: "`a` (an aside) or `b`".
+fn without_asides(text: &str) -> String {
+    let mut depth = 0usize;
+    text.chars()
+        .filter(|&c| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => return depth == 0,
+            }
+            false
+        })
+        .collect()
+}
+
+/// The quoted values after `"key": ` in `text`: `"a"|"b"|null` (null is
+/// left out: it is JSON's, not a word of ours).
+fn quoted_values(text: &str, key: &str) -> std::collections::BTreeSet<String> {
+    let head = format!("\"{key}\": ");
+    let start = text
+        .find(&head)
+        .unwrap_or_else(|| panic!("README.md documents no values of \"{key}\""))
+        + head.len();
+    let rest = &text[start..];
+    let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
+    rest[..end]
+        .split('|')
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .filter(|v| v != "null")
+        .collect()
+}
+
+#[track_caller]
+fn assert_same_words(what: &str, documented: std::collections::BTreeSet<String>, emitted: &[&str]) {
+    let emitted: std::collections::BTreeSet<String> =
+        emitted.iter().map(|s| s.to_string()).collect();
+    let missing: Vec<_> = emitted.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&emitted).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "README.md, {what}: not documented {missing:?}; documented but never emitted {stale:?}"
+    );
+}
+
+/// Issue #9: README.md names exactly the words the code emits. The
+/// *Direction* and *FTP* tables list every evidence name (first column) and
+/// nothing else; the *JSON* field table lists every value of each enum field.
+#[test]
+fn the_readme_names_exactly_the_words_the_code_emits_issue_9() {
+    use sockwho::classify::direction::{Confidence, Direction, Evidence};
+    use sockwho::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
+    use sockwho::classify::ports::PortClass;
+    use sockwho::model::{Family, Proto, Source, State, TimerKind};
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let first_column = |title: &str| {
+        table_rows(readme_section(&readme, title))
+            .iter()
+            .flat_map(|cells| backticked(&cells[0]))
+            .collect()
+    };
+    assert_same_words(
+        "the Direction table",
+        first_column("Direction"),
+        &Evidence::ALL.map(Evidence::name),
+    );
+    assert_same_words(
+        "the FTP table",
+        first_column("FTP"),
+        &FtpEvidence::ALL.map(FtpEvidence::name),
+    );
+
+    let json = readme_section(&readme, "JSON");
+    let rows = table_rows(json);
+    // the description of the field named in the first column
+    let cell = |field: &str| -> String {
+        rows.iter()
+            .find(|cells| backticked(&cells[0]).contains(field))
+            .unwrap_or_else(|| panic!("README.md's JSON table has no {field}"))[1]
+            .clone()
+    };
+    // "`a`, `b`; more": the values before the first `;`, asides left out
+    let listed = |field: &str| {
+        let text = cell(field);
+        backticked(&without_asides(text.split(';').next().unwrap_or("")))
+    };
+    // "`key` (`a`, `b`)": the values in the parentheses after a sub-field
+    let after = |field: &str, key: &str| {
+        let text = cell(field);
+        let head = format!("`{key}` (");
+        let start = text
+            .find(&head)
+            .unwrap_or_else(|| panic!("README.md: {field} lists no values of {key}"))
+            + head.len();
+        backticked(&text[start..start + text[start..].find(')').unwrap_or(0)])
+    };
+    assert_same_words("source", listed("source"), &Source::ALL.map(Source::name));
+    assert_same_words("proto", listed("proto"), &Proto::ALL.map(Proto::name));
+    assert_same_words("family", listed("family"), &Family::ALL.map(Family::name));
+    assert_same_words(
+        "direction",
+        listed("direction"),
+        &Direction::ALL.map(Direction::name),
+    );
+    assert_same_words(
+        "direction_confidence",
+        listed("direction_confidence"),
+        &Confidence::ALL.map(Confidence::name),
+    );
+    assert_same_words(
+        "local.class",
+        after("local", "class"),
+        &PortClass::ALL.map(PortClass::name),
+    );
+    assert_same_words(
+        "timer.kind",
+        after("timer", "kind"),
+        &TimerKind::ALL.map(TimerKind::name),
+    );
+    let ftp = cell("ftp");
+    assert_same_words(
+        "ftp.role",
+        quoted_values(&ftp, "role"),
+        &Role::ALL.map(Role::name),
+    );
+    assert_same_words(
+        "ftp.side",
+        quoted_values(&ftp, "side"),
+        &Side::ALL.map(Side::name),
+    );
+    assert_same_words(
+        "ftp.mode",
+        quoted_values(&ftp, "mode"),
+        &Mode::ALL.map(Mode::name),
+    );
+    assert_same_words(
+        "ftp.confidence",
+        quoted_values(&ftp, "confidence"),
+        &Confidence::ALL.map(Confidence::name),
+    );
+    // described in the text below the table
+    assert_same_words(
+        "ftp_sessions' helper",
+        quoted_values(json, "helper"),
+        &Helper::ALL.map(Helper::name),
+    );
+    // netstat's TCP state names, then UDP's own word for an unconnected socket
+    let tcp: Vec<&str> = State::ALL.iter().map(|s| s.name(Proto::Tcp)).collect();
+    assert_same_words("state", listed("state"), &tcp);
+    assert!(
+        backticked(&cell("state")).contains(State::Close.name(Proto::Udp)),
+        "README.md: state names UNCONN"
+    );
 }

@@ -3,49 +3,21 @@
 
 use super::*;
 use crate::classify::{Context as ClassifyContext, classify};
-use crate::model::{Conntrack, ConntrackSource, Expectation, Flow, Process, Snapshot, Timer};
+use crate::model::{
+    Conntrack, ConntrackSource, Expectation, Flow, Process, Snapshot, State, Tuple,
+};
 
 const SRV: &str = "10.0.0.1";
 const CLI: &str = "10.0.0.2";
 
-/// A TCP socket `local -> remote` (None: a listener) owned by `pid`.
+/// A TCP socket `local -> remote` (None: a listener) owned by `pid` (pid 1
+/// is named vsftpd, others `pPID`).
 fn tcp(local: &str, remote: Option<&str>, pid: Option<u32>, inode: u64) -> Socket {
-    let l: std::net::SocketAddr = local.parse().unwrap();
-    let r = remote.map(|r| r.parse::<std::net::SocketAddr>().unwrap());
-    Socket {
-        proto: Proto::Tcp,
-        family: if l.is_ipv4() {
-            Family::Inet
-        } else {
-            Family::Inet6
-        },
-        state: if r.is_some() {
-            State::Established
-        } else {
-            State::Listen
-        },
-        recv_q: 0,
-        send_q: 0,
-        backlog: None,
-        local: Endpoint::new(l.ip(), l.port()),
-        remote: r.map(|r| Endpoint::new(r.ip(), r.port())),
-        uid: 0,
-        inode,
-        cookie: None,
-        timer: Timer::OFF,
-        v6only: None,
-        processes: pid
-            .map(|pid| {
-                vec![Process {
-                    pid,
-                    name: if pid == 1 {
-                        "vsftpd".into()
-                    } else {
-                        format!("p{pid}").into()
-                    },
-                }]
-            })
-            .unwrap_or_default(),
+    let s = Socket::tcp(local, remote).inode(inode);
+    match pid {
+        Some(1) => s.process(1, "vsftpd"),
+        Some(pid) => s.process(pid, &format!("p{pid}")),
+        None => s,
     }
 }
 
@@ -55,8 +27,7 @@ fn single_use(mut listener: Socket) -> Socket {
 }
 
 fn ep(s: &str) -> Endpoint {
-    let a: std::net::SocketAddr = s.parse().unwrap();
-    Endpoint::new(a.ip(), a.port())
+    s.parse::<std::net::SocketAddr>().unwrap().into()
 }
 
 fn tuple(src: &str, dst: &str) -> Tuple {
@@ -101,7 +72,7 @@ fn analyse_plain(sockets: Vec<Socket>) -> Ftp {
     analyse_with(sockets, None, &[])
 }
 
-/// (role, side, mode, confidence) of socket `i`, if it is FTP.
+/// (session, role, side, mode, confidence) of socket `i`, if it is FTP.
 fn tag(f: &Ftp, i: usize) -> Option<(u32, Role, Side, Option<Mode>, Confidence)> {
     f.labels[i]
         .as_ref()

@@ -1,0 +1,187 @@
+//! FTP sessions from the socket table: control connections, the data
+//! connections and pending data listeners that belong to each, the mode
+//! (active or passive), and the side this host is on.
+//!
+//! What real servers and clients leave in the socket tables, and what the
+//! kernel and conntrack add, is in `docs/ftp.md`; the rules here rest on it.
+//! Evidence, strongest first: conntrack's ftp helper (an expected flow whose
+//! master is the control connection), port 20, the same process as the
+//! control connection, a listener on the data port, then port parity. A
+//! connection between the same two hosts is tagged only on evidence of
+//! association (conntrack, port 20, a pending listener of the session or the
+//! same owning process), never for the hosts alone.
+//!
+//! [`analyse`] runs three steps, a module each: `control` finds the control
+//! connections and this host's side of each (a session per client and
+//! server), `association` ties data connections and pending listeners to
+//! those sessions and ranks the evidence, and `mode` tells active from
+//! passive by who opened the data connection.
+
+use super::Labels;
+use super::direction::Confidence;
+use super::flows::FlowIndex;
+use crate::model::{Endpoint, PortRange, Socket, canonical, wire_enum};
+
+mod association;
+mod control;
+mod mode;
+
+pub use control::{DAEMONS, DEFAULT_CONTROL_PORTS};
+
+wire_enum! {
+    pub enum Role {
+        Control => "control",
+        Data => "data",
+        /// A listener waiting for the data connection of its session.
+        Pending => "pending",
+    }
+}
+
+wire_enum! {
+    pub enum Side {
+        Client => "client",
+        Server => "server",
+    }
+}
+
+wire_enum! {
+    pub enum Mode {
+        /// PORT/EPRT: the server opens the data connection to the client.
+        Active => "active",
+        /// PASV/EPSV: the client opens the data connection to the server.
+        Passive => "passive",
+    }
+}
+
+wire_enum! {
+    /// Why a socket is said to be part of a session, and in which mode.
+    /// README's *FTP* table lists them all (a test holds it to
+    /// [`FtpEvidence::ALL`]).
+    pub enum FtpEvidence {
+        /// The control connection uses port 21, 990 or a `--ftp-port`.
+        ControlPort => "control-port",
+        /// The control port is a listener of a known FTP daemon.
+        FtpDaemon => "ftp-daemon",
+        /// conntrack's ftp helper is assigned to the control connection.
+        ConntrackHelper => "conntrack-helper",
+        /// conntrack: the data flow was expected by this control connection.
+        ConntrackMaster => "conntrack-master",
+        /// conntrack: the data flow was expected (by a helper; master unknown).
+        ConntrackExpected => "conntrack-expected",
+        /// conntrack: a pending expectation names this listener.
+        ConntrackExpectation => "conntrack-expectation",
+        /// conntrack's original tuple says who opened the data connection.
+        ConntrackOrigin => "conntrack-origin",
+        /// The server end of the data connection is port 20 (ftp-data).
+        Port20 => "port-20",
+        /// The same process holds the control and the data socket.
+        SameProcess => "same-process",
+        /// A listener on the data socket's local port: it was accepted here.
+        DataListener => "data-listener",
+        /// It was accepted from a pending listener of the session.
+        PendingListener => "pending-listener",
+        /// The data connection's peer is this host, listening there.
+        PeerListener => "peer-listener",
+        /// The handshake state says who opened it.
+        Handshake => "handshake",
+        /// The local port has the parity Linux gives `connect()`.
+        ConnectParity => "connect-parity",
+        /// The local port has the parity Linux gives `bind(port 0)`.
+        BindParity => "bind-parity",
+        /// The remote port has `connect()` parity (if the peer is Linux).
+        RemoteConnectParity => "remote-connect-parity",
+        /// The remote port has `bind(port 0)` parity (if the peer is Linux).
+        RemoteBindParity => "remote-bind-parity",
+        /// Over IPv6: EPSV or EPRT (PASV and PORT cannot carry IPv6).
+        Ipv6 => "ipv6",
+        /// Several sessions could own it; the most likely was taken.
+        SeveralSessions => "several-sessions",
+        /// The ftp helper watches the control connection but did not expect
+        /// this flow (FTPS, or a NAT'd 227/PORT address, or not FTP at all).
+        NotExpected => "not-expected",
+    }
+}
+
+/// What sockwho says about a socket's part in an FTP session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtpLabel {
+    pub session: u32,
+    pub role: Role,
+    pub side: Side,
+    pub mode: Option<Mode>,
+    pub confidence: Confidence,
+    pub evidence: Vec<FtpEvidence>,
+}
+
+wire_enum! {
+    /// Whether conntrack's ftp helper watches a session's control connection.
+    pub enum Helper {
+        Assigned => "assigned",
+        NotAssigned => "not-assigned",
+        /// conntrack holds no flow for the control connection (not in use here).
+        NotTracked => "not-tracked",
+        /// conntrack was read from /proc, which does not show helpers.
+        Unknown => "unknown",
+        /// conntrack could not be read as this user.
+        Unreadable => "unreadable",
+    }
+}
+
+/// One FTP session as seen from this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: u32,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    /// Socket indices: control(s) first, then data and pending, in table order.
+    pub members: Vec<usize>,
+    pub helper: Helper,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Ftp {
+    /// One entry per socket of the snapshot.
+    pub labels: Vec<Option<FtpLabel>>,
+    pub sessions: Vec<Session>,
+}
+
+/// Inputs besides the sockets.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub range: &'a PortRange,
+    /// conntrack's flows, indexed by socket ends (empty where unreadable).
+    pub flows: &'a FlowIndex<'a>,
+    /// `--ftp-port` values, beside 21 and 990.
+    pub extra_ports: &'a [u16],
+}
+
+/// Finds the FTP sessions among `sockets` (with their `labels`, same order).
+pub fn analyse(sockets: &[Socket], labels: &[Labels], cx: Context<'_>) -> Ftp {
+    let mut ftp = Ftp {
+        labels: vec![None; sockets.len()],
+        sessions: Vec::new(),
+    };
+    let ports = control::control_ports(sockets, cx.extra_ports, cx.range);
+    let controls = control::find(sockets, labels, &ports, cx.flows, &mut ftp);
+    if controls.is_empty() {
+        return ftp;
+    }
+    association::attach(sockets, labels, &ports, &controls, cx, &mut ftp);
+    for session in &mut ftp.sessions {
+        session.members.sort_unstable();
+    }
+    ftp
+}
+
+/// A socket's (local, remote) ends with v4-mapped addresses made IPv4, so
+/// that a dual-stack control socket and IPv4 data sockets compare equal.
+fn canonical_ends(s: &Socket) -> (Endpoint, Endpoint) {
+    let local = Endpoint::new(canonical(s.local.addr), s.local.port);
+    let remote = s
+        .remote
+        .map_or(local, |r| Endpoint::new(canonical(r.addr), r.port));
+    (local, remote)
+}
+
+#[cfg(test)]
+mod tests;
