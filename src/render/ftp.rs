@@ -49,27 +49,17 @@ pub fn write(parts: &[Part], palette: Palette, out: &mut dyn Write) -> io::Resul
     Ok(())
 }
 
+// The prose uses each word's wire name (`wire_enum!` in model.rs).
 fn class_words(class: PortClass) -> &'static str {
-    match class {
-        PortClass::WellKnown => "well-known",
-        PortClass::Ephemeral => "ephemeral",
-        PortClass::Registered => "registered",
-    }
+    class.name()
 }
 
 fn mode_words(mode: Option<Mode>) -> &'static str {
-    match mode {
-        Some(Mode::Active) => "active",
-        Some(Mode::Passive) => "passive",
-        None => "unknown",
-    }
+    mode.map_or("unknown", Mode::name)
 }
 
 fn side_words(side: Side) -> &'static str {
-    match side {
-        Side::Client => "client",
-        Side::Server => "server",
-    }
+    side.name()
 }
 
 /// `10.0.0.1:21`, `[fe80::1]:21`: unambiguous in prose.
@@ -200,11 +190,7 @@ impl View<'_> {
                 .map(|p| format!("{}/{}", p.pid, TABLE.with(&['|', ',']).apply(&p.name)))
                 .collect();
             let evidence: Vec<String> = f.evidence.iter().map(|e| e.name().to_string()).collect();
-            let role = match f.role {
-                Role::Control => "control",
-                Role::Data => "data",
-                Role::Pending => "pending",
-            };
+            let role = f.role.name();
             table.add_row([
                 role.to_string(),
                 side_words(f.side).to_string(),

@@ -338,11 +338,7 @@ fn push_ftp_cell(row: &Row, arena: &mut String) {
         arena.push('-');
         return;
     };
-    let mode = match f.mode {
-        Some(Mode::Active) => "active",
-        Some(Mode::Passive) => "passive",
-        None => "?",
-    };
+    let mode = f.mode.map_or("?", Mode::name);
     let _ = match f.role {
         Role::Control => write!(arena, "ftp#{}:ctl", f.session),
         Role::Data => write!(arena, "ftp#{}:data:{mode}", f.session),
