@@ -122,7 +122,8 @@ fn list_pids(root: BorrowedFd<'_>) -> Vec<u32> {
 fn pid_path<'a>(buf: &'a mut [u8; 32], pid: u32, leaf: &str) -> Option<&'a CStr> {
     let mut rest = &mut buf[..];
     write!(rest, "{pid}/{leaf}\0").ok()?;
-    let len = 32 - rest.len();
+    let unused = rest.len();
+    let len = buf.len() - unused;
     CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
@@ -153,7 +154,8 @@ fn scan(root: BorrowedFd<'_>, pids: &[u32], wanted: &HashSet<u64>) -> Found {
         };
         let dfd = match open_dir(root, path) {
             Ok(fd) => fd,
-            // both are what io::ErrorKind::PermissionDenied stands for
+            // another user's process (EACCES), or EPERM: the two errnos
+            // io::ErrorKind::PermissionDenied stands for
             Err(Errno::ACCESS | Errno::PERM) => {
                 found.denied += 1;
                 continue;
