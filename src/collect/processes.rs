@@ -208,6 +208,16 @@ mod tests {
     }
 
     #[test]
+    fn pid_paths_fit_the_stack_buffer() {
+        let mut buf = [0u8; 32];
+        assert_eq!(pid_path(&mut buf, 42, "fd"), Some(c"42/fd"));
+        assert_eq!(
+            pid_path(&mut buf, u32::MAX, "comm"),
+            Some(c"4294967295/comm")
+        );
+    }
+
+    #[test]
     fn finds_this_process_as_the_owner_of_its_socket() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         use std::os::fd::AsRawFd;
