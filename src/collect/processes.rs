@@ -3,17 +3,26 @@
 //! from `/proc/PID/comm`.
 //!
 //! This walk is most of the cost of `-p` (one `readlink` per descriptor on
-//! the host), so it reads links with `readlinkat` on the directory's fd into
-//! a stack buffer, allocates nothing per descriptor, and splits the
-//! processes over two threads. ss and netstat look every socket up in
-//! fixed tables of 256 and 211 buckets; a `HashSet` keeps this linear.
+//! the host), so it allocates nothing per descriptor: it opens `proc_root`
+//! once and each `PID/fd` relative to it from a path built on the stack,
+//! lists that directory with `getdents64` into one buffer per thread
+//! (rustix's `RawDir`; its `Dir` would allocate a `CString` per entry), and
+//! reads each link with `readlinkat` on the directory's fd into a stack
+//! buffer. The processes are split over two threads. ss and netstat look
+//! every socket up in fixed tables of 256 and 211 buckets; a `HashSet`
+//! keeps this linear. All of it goes through rustix's safe calls, so this
+//! file has no `unsafe`.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString};
-use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{CWD, Mode, OFlags, RawDir};
+use rustix::io::Errno;
 
 use crate::model::Process;
 
@@ -34,6 +43,11 @@ struct Found {
     denied: usize,
 }
 
+/// Bytes of `getdents64` output fetched per call, the size glibc's
+/// `readdir` uses: a process with a thousand descriptors is listed in one
+/// or two calls. Allocated once per thread, not per process.
+const DIRENT_BUF: usize = 32 * 1024;
+
 /// Finds the owners of the sockets in `wanted`. Only a `proc_root` that cannot
 /// be listed at all is an error; processes that vanish mid-scan are skipped.
 pub fn find_owners(proc_root: &Path, wanted: &HashSet<u64>) -> io::Result<Owners> {
@@ -41,15 +55,15 @@ pub fn find_owners(proc_root: &Path, wanted: &HashSet<u64>) -> io::Result<Owners
     if wanted.is_empty() {
         return Ok(owners);
     }
-    let pids: Vec<u32> = std::fs::read_dir(proc_root)?
-        .filter_map(|e| parse_decimal(e.ok()?.file_name().as_bytes()))
-        .collect();
+    let root = open_dir(CWD, proc_root)?;
+    let pids = list_pids(root.as_fd());
     let threads = if pids.len() > 64 { 2 } else { 1 };
     let chunk = pids.len().div_ceil(threads).max(1);
     let found: Vec<Found> = std::thread::scope(|scope| {
+        let root = root.as_fd();
         let handles: Vec<_> = pids
             .chunks(chunk)
-            .map(|pids| scope.spawn(move || scan(proc_root, pids, wanted)))
+            .map(|pids| scope.spawn(move || scan(root, pids, wanted)))
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
@@ -67,7 +81,7 @@ pub fn find_owners(proc_root: &Path, wanted: &HashSet<u64>) -> io::Result<Owners
             // exited between the two reads: skipped
             let name = names
                 .entry(pid)
-                .or_insert_with(|| comm(proc_root, pid))
+                .or_insert_with(|| comm(root.as_fd(), pid))
                 .clone()?;
             Some((inode, Process { pid, name }))
         })
@@ -82,8 +96,44 @@ pub fn owners_of(by_inode: &[(u64, Process)], inode: u64) -> &[(u64, Process)] {
     &by_inode[start..end]
 }
 
-fn comm(proc_root: &Path, pid: u32) -> Option<Arc<str>> {
-    let mut comm = std::fs::read(proc_root.join(pid.to_string()).join("comm")).ok()?;
+fn open_dir<P: rustix::path::Arg>(dir: BorrowedFd<'_>, path: P) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// The numeric entries of `proc_root`. A listing that fails part way keeps
+/// what it read, as `read_dir` with its errors filtered out did.
+fn list_pids(root: BorrowedFd<'_>) -> Vec<u32> {
+    let mut buf = Box::<[u8]>::new_uninit_slice(DIRENT_BUF);
+    let mut dir = RawDir::new(root, &mut buf);
+    let mut pids = Vec::new();
+    while let Some(Ok(entry)) = dir.next() {
+        pids.extend(parse_decimal::<u32>(entry.file_name().to_bytes()));
+    }
+    pids
+}
+
+/// `PID/leaf` as a C string in `buf`, relative to `proc_root`: no allocation.
+/// `None` only if it does not fit, which a u32 and our short leaves cannot.
+fn pid_path<'a>(buf: &'a mut [u8; 32], pid: u32, leaf: &str) -> Option<&'a CStr> {
+    let mut rest = &mut buf[..];
+    write!(rest, "{pid}/{leaf}\0").ok()?;
+    let unused = rest.len();
+    let len = buf.len() - unused;
+    CStr::from_bytes_with_nul(&buf[..len]).ok()
+}
+
+fn comm(root: BorrowedFd<'_>, pid: u32) -> Option<Arc<str>> {
+    let mut path = [0u8; 32];
+    let path = pid_path(&mut path, pid, "comm")?;
+    let fd =
+        rustix::fs::openat(root, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut comm = Vec::new();
+    File::from(fd).read_to_end(&mut comm).ok()?;
     if comm.last() == Some(&b'\n') {
         comm.pop();
     }
@@ -91,63 +141,41 @@ fn comm(proc_root: &Path, pid: u32) -> Option<Arc<str>> {
 }
 
 /// Scans the descriptors of `pids`.
-fn scan(proc_root: &Path, pids: &[u32], wanted: &HashSet<u64>) -> Found {
+fn scan(root: BorrowedFd<'_>, pids: &[u32], wanted: &HashSet<u64>) -> Found {
     let mut found = Found::default();
+    let mut dirents = Box::<[u8]>::new_uninit_slice(DIRENT_BUF);
+    // "socket:[18446744073709551615]" is 29 bytes; a longer link is some
+    // other file, and cut short it still does not parse as a socket.
     let mut link = [0u8; 64];
+    let mut path = [0u8; 32];
     for &pid in pids {
-        let Ok(path) = CString::new(
-            proc_root
-                .join(pid.to_string())
-                .join("fd")
-                .as_os_str()
-                .as_bytes(),
-        ) else {
+        let Some(path) = pid_path(&mut path, pid, "fd") else {
             continue;
         };
-        // SAFETY: a NUL-terminated path; the fd is closed by closedir below.
-        let dfd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if dfd < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::PermissionDenied {
+        let dfd = match open_dir(root, path) {
+            Ok(fd) => fd,
+            // another user's process (EACCES), or EPERM: the two errnos
+            // io::ErrorKind::PermissionDenied stands for
+            Err(Errno::ACCESS | Errno::PERM) => {
                 found.denied += 1;
+                continue;
             }
-            continue; // gone, or a kernel thread
-        }
-        // SAFETY: dfd is an open directory; fdopendir takes it over.
-        let dir = unsafe { libc::fdopendir(dfd) };
-        if dir.is_null() {
-            // SAFETY: dfd is still ours when fdopendir fails.
-            unsafe { libc::close(dfd) };
-            continue;
-        }
-        loop {
-            // SAFETY: dir is a valid DIR*; the entry lives until the next readdir.
-            let entry = unsafe { libc::readdir(dir) };
-            if entry.is_null() {
-                break;
-            }
-            // SAFETY: d_name is NUL-terminated.
-            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            Err(_) => continue, // gone, or a kernel thread
+        };
+        // a read error (the process exited mid-listing) ends this process
+        let mut dir = RawDir::new(&dfd, &mut dirents);
+        while let Some(Ok(entry)) = dir.next() {
+            let name = entry.file_name();
             if name.to_bytes().first() == Some(&b'.') {
                 continue;
             }
-            // SAFETY: reading at most link.len() bytes into our buffer.
-            let n = unsafe {
-                libc::readlinkat(dfd, name.as_ptr(), link.as_mut_ptr().cast(), link.len())
-            };
-            if n <= 0 {
+            let Ok(n) = rustix::fs::readlinkat_raw(&dfd, name, &mut link) else {
                 continue;
-            }
-            if let Some(inode) = socket_inode(&link[..n as usize]).filter(|i| wanted.contains(i)) {
+            };
+            if let Some(inode) = socket_inode(&link[..n]).filter(|i| wanted.contains(i)) {
                 found.pairs.push((inode, pid));
             }
         }
-        // SAFETY: closes dir and dfd with it.
-        unsafe { libc::closedir(dir) };
     }
     found
 }
@@ -168,6 +196,7 @@ pub fn socket_inode(link: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn socket_links_parse() {
@@ -176,6 +205,16 @@ mod tests {
         assert_eq!(socket_inode(b"pipe:[12345]"), None);
         assert_eq!(socket_inode(b"socket:[12a]"), None);
         assert_eq!(socket_inode(b"/dev/null"), None);
+    }
+
+    #[test]
+    fn pid_paths_fit_the_stack_buffer() {
+        let mut buf = [0u8; 32];
+        assert_eq!(pid_path(&mut buf, 42, "fd"), Some(c"42/fd"));
+        assert_eq!(
+            pid_path(&mut buf, u32::MAX, "comm"),
+            Some(c"4294967295/comm")
+        );
     }
 
     #[test]
