@@ -239,6 +239,38 @@ pub struct Socket {
     pub v6only: Option<bool>,
     /// Owners, filled in only when asked for (`-p`).
     pub processes: Vec<Process>,
+    /// Seen only as the kernel destroyed it (a sock_diag destroy event in
+    /// watch mode), never in a dump: the fields are what the kernel said as
+    /// it went (uid and inode 0, no owners).
+    pub closed: bool,
+    /// `tcp_info`, where the kernel sent it (`INET_DIAG_INFO`: destroy
+    /// events, and dumps that ask for it). Boxed: rare, and large.
+    pub tcp_info: Option<Box<TcpInfo>>,
+}
+
+/// The parts of the kernel's `struct tcp_info` (include/uapi/linux/tcp.h)
+/// that sockwho shows, in the units their names say. Fields that a kernel's
+/// shorter struct does not have are `None` (the struct grows at its end,
+/// and the attribute's length says how much of it was sent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub rtt_us: u32,
+    pub rttvar_us: u32,
+    pub rto_us: u32,
+    pub snd_cwnd: u32,
+    pub snd_ssthresh: u32,
+    /// Retransmissions of the current timeout (`tcpi_retransmits`).
+    pub retransmits: u8,
+    pub total_retrans: u32,
+    pub min_rtt_us: Option<u32>,
+    pub bytes_acked: Option<u64>,
+    pub bytes_received: Option<u64>,
+    pub bytes_retrans: Option<u64>,
+    pub delivery_rate_bps: Option<u64>,
+    pub pacing_rate_bps: Option<u64>,
+    pub busy_time_us: Option<u64>,
+    pub rwnd_limited_us: Option<u64>,
+    pub sndbuf_limited_us: Option<u64>,
 }
 
 /// Sockets built in code, for unit tests, benches and fuzz targets: the
@@ -284,6 +316,8 @@ impl Socket {
             timer: Timer::OFF,
             v6only: None,
             processes: Vec::new(),
+            closed: false,
+            tcp_info: None,
         }
     }
 

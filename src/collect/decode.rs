@@ -126,6 +126,8 @@ pub fn decode_inet_diag_msg(p: &[u8], proto: Proto) -> Result<Socket, DecodeErro
         timer,
         v6only: v6only_attr(&p[INET_DIAG_MSG_LEN..]),
         processes: Vec::new(),
+        closed: false,
+        tcp_info: None,
     })
 }
 

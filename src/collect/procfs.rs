@@ -142,6 +142,8 @@ pub fn parse_line(line: &str, family: Family, proto: Proto) -> Option<Socket> {
         },
         v6only: None,
         processes: Vec::new(),
+        closed: false,
+        tcp_info: None,
     })
 }
 

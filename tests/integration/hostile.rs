@@ -32,6 +32,7 @@ const SCRIPT: &str = r#"
 import os, socket, sys, json
 names = json.loads(sys.argv[1])
 pids = []
+ready_r, ready_w = os.pipe()
 for i, name in enumerate(names):
     pid = os.fork()
     if pid == 0:
@@ -43,9 +44,14 @@ for i, name in enumerate(names):
             l = socket.socket(); l.bind(('127.0.0.1', 21)); l.listen()
             c = socket.create_connection(('127.0.0.1', 21))
             keep += [l, c, l.accept()[0]]
+        os.write(ready_w, b'.')
         os.read(0, 1)
         os._exit(0)
     pids.append(pid)
+# every child has named itself and listens
+got = 0
+while got < len(names):
+    got += len(os.read(ready_r, len(names) - got))
 print('READY', json.dumps(pids), flush=True)
 sys.stdin.read()
 "#;

@@ -344,6 +344,8 @@ mod tests {
             timer: Timer::OFF,
             v6only: None,
             processes: Vec::new(),
+            closed: false,
+            tcp_info: None,
         }
     }
 
