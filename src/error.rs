@@ -19,6 +19,12 @@ pub enum Error {
     Output(#[source] io::Error),
 }
 
+/// Whether sockwho runs as root (effective uid 0), for hints that would
+/// tell root to run as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// An I/O error as a person reads it: "No such file or directory", without
 /// Rust's "(os error 2)".
 pub fn reason(e: &io::Error) -> String {
@@ -46,16 +52,23 @@ impl Error {
         matches!(self, Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
     }
 
-    /// A hint where the fix is known.
+    /// A hint where the fix is known: "run as root" only to those who are not.
     pub fn hint(&self) -> Option<&'static str> {
+        let denied = |e: &io::Error| e.kind() == io::ErrorKind::PermissionDenied;
         match self {
-            Error::Proc { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+            Error::Proc { source, .. } if denied(source) && !is_root() => {
                 Some("run as root, or check how /proc is mounted (hidepid)")
             }
+            Error::Proc { source, .. } if denied(source) => {
+                Some("check how /proc is mounted (hidepid) and the security policy")
+            }
             Error::Netlink(NetlinkError::Open(_)) => Some("try --source procfs"),
-            Error::Netns { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+            Error::Netns { source, .. } if denied(source) && !is_root() => {
                 Some("entering a namespace needs root")
             }
+            Error::Netns { source, .. } if denied(source) => Some(
+                "refused even to root: the namespace may belong to another user namespace, or a security module forbids it",
+            ),
             Error::Netns { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 Some("see `ip netns list`")
             }

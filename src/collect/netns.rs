@@ -64,7 +64,11 @@ impl Unseen {
             ));
         }
         if let Some(last) = parts.last_mut() {
-            last.push_str(" (run as root)");
+            last.push_str(if crate::error::is_root() {
+                " (refused even to root: other user namespaces, or a security module)"
+            } else {
+                " (run as root)"
+            });
         }
         if self.vanished > 0 {
             parts.push(format!(

@@ -285,3 +285,35 @@ fn namespaces_that_vanish_during_the_scan_are_skipped() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(churn.join().unwrap() > 20, "the churn ran");
 }
+
+/// Issue 13, item 10: as root, a refused namespace is not "run as root".
+/// Root of a user namespace of its own (`unshare -Ur`) is refused the host's
+/// namespaces: the hint must say why, not tell root to become root.
+#[test]
+fn root_refused_a_namespace_is_not_told_to_run_as_root_regression_13() {
+    let test = "root_refused_a_namespace_is_not_told_to_run_as_root_regression_13";
+    if !can_use_netns(test) {
+        return;
+    }
+    let ns = Netns::new("userns");
+    let out = Command::new("unshare")
+        .args(["-Ur", BIN, "--netns", &ns.name, "-tan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(
+        !err.contains("run as root") && !err.contains("needs root"),
+        "{err}"
+    );
+    assert!(err.contains("refused even to root"), "{err}");
+    let out = Command::new("unshare")
+        .args(["-Ur", BIN, "--all-netns", "-tan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("run as root"), "{err}");
+}
