@@ -19,7 +19,9 @@ Exit status: 0 success (also when the reader of the output goes away), \
 /// List TCP and UDP sockets like `netstat -an`, and tell whose port is
 /// ephemeral and who opened each connection.
 #[derive(Debug, Parser)]
-#[command(name = "sockwho", version, after_help = AFTER_HELP)]
+// Repeated flags are accepted as netstat accepts them (-ee, -nn, -tann,
+// -a -a): every argument overrides itself; lists still collect.
+#[command(name = "sockwho", version, after_help = AFTER_HELP, args_override_self = true)]
 pub struct Cli {
     /// Show both listening and non-listening sockets.
     #[arg(short = 'a', long = "all")]
@@ -32,6 +34,22 @@ pub struct Cli {
     /// Show numeric ports and users instead of names.
     #[arg(short = 'n', long = "numeric")]
     pub numeric: bool,
+
+    /// Numeric ports only (netstat's --numeric-ports).
+    #[arg(long = "numeric-ports")]
+    pub numeric_ports: bool,
+
+    /// Numeric hosts (netstat's --numeric-hosts): the default unless -r.
+    #[arg(long = "numeric-hosts")]
+    pub numeric_hosts: bool,
+
+    /// Numeric users only (netstat's --numeric-users).
+    #[arg(long = "numeric-users")]
+    pub numeric_users: bool,
+
+    /// No header lines (ss's -H).
+    #[arg(short = 'H', long = "no-header")]
+    pub no_header: bool,
 
     /// Resolve host names (reverse lookups; may query DNS).
     #[arg(short = 'r', long = "resolve")]
@@ -62,7 +80,7 @@ pub struct Cli {
     pub timers: bool,
 
     /// Show the owning processes (PID/Program name).
-    #[arg(short = 'p', long = "program")]
+    #[arg(short = 'p', long = "program", visible_alias = "programs")]
     pub program: bool,
 
     /// Wide output; accepted for netstat compatibility: nothing is truncated.
@@ -83,6 +101,7 @@ pub struct Cli {
     /// Look into one network namespace: a name under /run/netns, a path to
     /// a namespace file (/proc/PID/ns/net, a bind mount), or a PID.
     #[arg(
+        short = 'N',
         long = "netns",
         value_name = "NAME|PATH|PID",
         conflicts_with = "all_netns"
@@ -99,7 +118,7 @@ pub struct Cli {
 
     /// Refresh continuously (netstat's -c): full screen on a terminal, a
     /// table per refresh or JSON Lines events when piped.
-    #[arg(short = 'c', long = "watch")]
+    #[arg(short = 'c', long = "watch", visible_alias = "continuous")]
     pub watch: bool,
 
     /// Seconds between refreshes in watch mode (fractions allowed).
@@ -107,7 +126,7 @@ pub struct Cli {
     pub interval: f64,
 
     /// Stop after N refreshes (watch mode).
-    #[arg(long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "count", value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
 
     /// Only these states: names (established, time-wait, listening...) or
@@ -136,7 +155,7 @@ pub struct Cli {
     pub dst: Vec<Prefix>,
 
     /// Only sockets held by this process (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
+    #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
     pub pid: Vec<u32>,
 
     /// Only this direction: in, out, listen, unknown (repeatable).
@@ -172,6 +191,22 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+}
+
+/// `--count N`: a positive whole number, said in sockwho's words.
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{text}' is not a number of refreshes (1 or more)")),
+    }
+}
+
+/// `--pid N`: a process ID.
+fn parse_pid(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{text}' is not a process ID (a number from 1)")),
+    }
 }
 
 fn parse_interval(text: &str) -> Result<f64, String> {

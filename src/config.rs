@@ -25,7 +25,12 @@ pub struct Config {
     pub protos: Vec<Proto>,
     pub families: Vec<Family>,
     pub show: Show,
-    pub numeric: bool,
+    /// Ports as numbers, not service names (`-n`, `--numeric-ports`).
+    pub numeric_ports: bool,
+    /// Users as uids, not names (`-n`, `--numeric-users`).
+    pub numeric_users: bool,
+    /// No header lines (`-H`).
+    pub no_header: bool,
     pub resolve: bool,
     pub extend: bool,
     pub timers: bool,
@@ -110,7 +115,10 @@ impl Config {
             }
         };
         let ports = |list: &[String]| -> Result<Vec<PortSpec>, String> {
-            list.iter().map(|p| PortSpec::parse(p, &service)).collect()
+            // ss writes ports as `:22`
+            list.iter()
+                .map(|p| PortSpec::parse(p.strip_prefix(':').unwrap_or(p), &service))
+                .collect()
         };
         let filter = Filter {
             states: cli.state.iter().copied().reduce(|a, b| a | b),
@@ -128,7 +136,9 @@ impl Config {
             protos,
             families,
             show,
-            numeric: cli.numeric,
+            numeric_ports: cli.numeric || cli.numeric_ports,
+            numeric_users: cli.numeric || cli.numeric_users,
+            no_header: cli.no_header,
             resolve: cli.resolve,
             extend: cli.extend,
             timers: cli.timers,
@@ -261,7 +271,7 @@ mod tests {
         let c = config(&["-tulpn"], &env);
         assert_eq!(c.protos, vec![Proto::Tcp, Proto::Udp]);
         assert_eq!(c.show, Show::Listening);
-        assert!(c.program && c.numeric);
+        assert!(c.program && c.numeric_ports && c.numeric_users);
         assert!(c.shows(Proto::Tcp, State::Listen));
         assert!(!c.shows(Proto::Tcp, State::Established));
         assert!(c.shows(Proto::Udp, State::Close));

@@ -8,6 +8,29 @@ use sockwho::cli::Cli;
 use sockwho::collect::Notices;
 use sockwho::config::Environment;
 
+/// What to say beside clap's message for the mistakes people make most:
+/// the values an option takes, and netstat's `-c 2` (netstat's -c takes no
+/// count; neither does sockwho's).
+fn usage_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
+        return Some(format!("valid values: {}", valid.join(", ")));
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let watching = args
+        .iter()
+        .any(|a| a == "--watch" || (a.starts_with('-') && !a.starts_with("--") && a.contains('c')));
+    if watching && arg.parse::<f64>().is_ok() {
+        return Some(format!(
+            "-c takes no value: for a refresh every {arg} seconds, -c --interval {arg}"
+        ));
+    }
+    None
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -28,11 +51,13 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // One line, as every other error: clap's first line, which names
-            // the problem, without its usage block.
+            // the problem, without its usage block, and a hint where the
+            // usual mistake is known.
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid usage");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("sockwho: {first} (see sockwho --help)");
+            let hint = usage_hint(&e).unwrap_or_else(|| "see sockwho --help".to_string());
+            eprintln!("sockwho: {first} ({hint})");
             return ExitCode::from(2);
         }
     };

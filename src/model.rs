@@ -214,6 +214,24 @@ pub struct Process {
     /// `/proc/PID/comm` as read: raw, not yet safe for a terminal. Shared by
     /// all the sockets of the process.
     pub name: std::sync::Arc<str>,
+    /// The base name of argv[0] (`/proc/PID/cmdline`), which netstat shows;
+    /// `None` where there is none (kernel threads, an emptied cmdline).
+    pub program: Option<std::sync::Arc<str>>,
+}
+
+impl Process {
+    pub fn new(pid: u32, name: &str) -> Process {
+        Process {
+            pid,
+            name: name.into(),
+            program: None,
+        }
+    }
+
+    /// The program name as netstat shows it: argv[0]'s base name, else comm.
+    pub fn program(&self) -> &str {
+        self.program.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// One socket as the kernel reports it.
@@ -386,10 +404,7 @@ impl Socket {
 
     /// Adds an owner.
     pub fn process(mut self, pid: u32, name: &str) -> Socket {
-        self.processes.push(Process {
-            pid,
-            name: name.into(),
-        });
+        self.processes.push(Process::new(pid, name));
         self
     }
 }

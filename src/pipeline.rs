@@ -162,11 +162,11 @@ impl<'a> Pipeline<'a> {
         let cfg = self.cfg;
         let names = self.names.get_or_insert_with(|| {
             let mut names = Names::default();
-            if !cfg.numeric {
+            if !cfg.numeric_ports {
                 names.services = Some(cfg.inputs.services());
-                if cfg.extend {
-                    names.users = Some(cfg.inputs.users());
-                }
+            }
+            if cfg.extend && !cfg.numeric_users {
+                names.users = Some(cfg.inputs.users());
             }
             names
         });

@@ -74,16 +74,17 @@ pub fn find_owners(proc_root: &Path, wanted: &HashSet<u64>) -> io::Result<Owners
     }
     pairs.sort_unstable();
     pairs.dedup();
-    let mut names: HashMap<u32, Option<Arc<str>>> = HashMap::new();
+    type Names = Option<(Arc<str>, Option<Arc<str>>)>;
+    let mut names: HashMap<u32, Names> = HashMap::new();
     owners.by_inode = pairs
         .into_iter()
         .filter_map(|(inode, pid)| {
             // exited between the two reads: skipped
-            let name = names
+            let (name, program) = names
                 .entry(pid)
-                .or_insert_with(|| comm(root.as_fd(), pid))
+                .or_insert_with(|| Some((comm(root.as_fd(), pid)?, program(root.as_fd(), pid))))
                 .clone()?;
-            Some((inode, Process { pid, name }))
+            Some((inode, Process { pid, name, program }))
         })
         .collect();
     Ok(owners)
@@ -138,6 +139,29 @@ fn comm(root: BorrowedFd<'_>, pid: u32) -> Option<Arc<str>> {
         comm.pop();
     }
     Some(Arc::from(String::from_utf8_lossy(&comm).as_ref()))
+}
+
+/// The base name of argv[0], as netstat takes it from `/proc/PID/cmdline`
+/// (`prg_cache_load()` in net-tools' netstat.c: `strrchr(cmdline, '/')`,
+/// which stops at argv[0]'s NUL). `None` for an empty cmdline (kernel
+/// threads, zombies).
+fn program(root: BorrowedFd<'_>, pid: u32) -> Option<Arc<str>> {
+    let mut path = [0u8; 32];
+    let path = pid_path(&mut path, pid, "cmdline")?;
+    let fd =
+        rustix::fs::openat(root, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    // argv[0] is all we want: the first 4 KiB hold it for any sane program
+    let mut cmdline = Vec::with_capacity(256);
+    File::from(fd).take(4096).read_to_end(&mut cmdline).ok()?;
+    let argv0 = cmdline
+        .split(|&b| b == 0)
+        .next()
+        .filter(|a| !a.is_empty())?;
+    let base = match argv0.iter().rposition(|&b| b == b'/') {
+        Some(i) => &argv0[i + 1..],
+        None => argv0,
+    };
+    (!base.is_empty()).then(|| Arc::from(String::from_utf8_lossy(base).as_ref()))
 }
 
 /// Scans the descriptors of `pids`.

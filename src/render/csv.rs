@@ -83,7 +83,7 @@ fn lookup<'a>(socket: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
-    write_at(cfg, parts, None, true, out)
+    write_at(cfg, parts, None, !cfg.no_header, out)
 }
 
 /// The rows of one refresh; in watch mode with a `time` column first, and

@@ -153,6 +153,8 @@ struct JsonFtp<'a> {
 struct JsonProcess<'a> {
     pid: u32,
     name: &'a str,
+    /// argv[0]'s base name, which netstat shows (the table's PID/Program name).
+    program: &'a str,
 }
 
 /// One socket of `part` in the JSON shape, as the options ask for it.
@@ -213,6 +215,7 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
                 .map(|p| JsonProcess {
                     pid: p.pid,
                     name: &p.name,
+                    program: p.program(),
                 })
                 .collect()
         }),

@@ -1,8 +1,13 @@
-//! The netstat-style table: netstat's header line and columns in netstat's
-//! order and form, then sockwho's own (Dir, Ports), then the optional
-//! `-e`/`-p`/`-o` columns. Columns are as wide as their widest cell, so no
-//! address is ever cut, and every cell is one whitespace-free field, so
-//! `awk '{print $4}'` works as on netstat.
+//! The netstat-style table, a drop-in for netstat's: its header lines, its
+//! columns in its order and form (`User Inode` with `-e`, `PID/Program
+//! name` with `-p`: argv[0]'s base name and one owner, an unconnected UDP
+//! socket's State left empty, v4-mapped addresses as IPv4), then sockwho's
+//! own as one field `Dir,Ports,FTP[,More]`, then `Timer` (`-o`), last as in
+//! netstat because its cell holds a space. Parsers of netstat's lines keep
+//! working: `awk '{print $7}'`, jc's header-keyed split, Ansible's
+//! `listen_ports_facts` (at most one word after PID/Program name). Columns
+//! are as wide as their widest cell, so no address is ever cut, and every
+//! cell but Timer is one whitespace-free field.
 //!
 //! We align the columns ourselves rather than through comfy-table: a table of
 //! 200,000 rows must cost little more than writing it, and comfy-table keeps
@@ -22,7 +27,7 @@ use crate::classify::ftp::{Mode, Role};
 use crate::classify::ports::PortClass;
 use crate::collect::names::Names;
 use crate::config::{Config, Show};
-use crate::model::{Endpoint, Family, PortRange, Proto, Socket};
+use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, canonical};
 use crate::view::Part;
 
 pub struct Table<'a> {
@@ -58,9 +63,6 @@ impl Table<'_> {
             col("Local Address", false),
             col("Foreign Address", false),
             col("State", false),
-            col("Dir", false),
-            col("Ports", false),
-            col("FTP", false),
         ]);
         if self.cfg.extend {
             cols.push(col("User", false));
@@ -69,10 +71,29 @@ impl Table<'_> {
         if self.cfg.program {
             cols.push(col("PID/Program name", false));
         }
+        // sockwho's own columns, as one field after netstat's: parsers of
+        // netstat's lines (Ansible's listen_ports_facts) allow one word at
+        // most after PID/Program name
+        cols.push(col(
+            if self.cfg.program {
+                "Dir,Ports,FTP,More"
+            } else {
+                "Dir,Ports,FTP"
+            },
+            false,
+        ));
         if self.cfg.timers {
             cols.push(col("Timer", false));
         }
         cols
+    }
+
+    /// The index of the Dir column, after netstat's own columns.
+    fn dir_column(&self) -> usize {
+        usize::from(self.labelled())
+            + 6
+            + if self.cfg.extend { 2 } else { 0 }
+            + usize::from(self.cfg.program)
     }
 
     /// Writes the rows of every part that the options show.
@@ -88,10 +109,15 @@ impl Table<'_> {
             Show::Listening => "Active Internet connections (only servers)",
             Show::Connected => "Active Internet connections (w/o servers)",
         };
-        writeln!(out, "{title}")?;
+        if !self.cfg.no_header {
+            writeln!(out, "{title}")?;
+        }
         let columns = self.columns();
         let n = columns.len();
-        let mut widths: Vec<usize> = columns.iter().map(|c| c.title.len()).collect();
+        let mut widths: Vec<usize> = columns
+            .iter()
+            .map(|c| if self.cfg.no_header { 0 } else { c.title.len() })
+            .collect();
         let mut scratch = String::with_capacity(256);
         for (part, row) in crate::view::shown(self.cfg, parts) {
             scratch.clear();
@@ -108,9 +134,11 @@ impl Table<'_> {
             });
         }
         let mut line = String::with_capacity(256);
-        let header = columns.iter().map(|c| (c.title, self.palette.header()));
-        self.line(&columns, &widths, header, &mut line);
-        out.write_all(line.as_bytes())?;
+        if !self.cfg.no_header {
+            let header = columns.iter().map(|c| (c.title, self.palette.header()));
+            self.line(&columns, &widths, header, &mut line);
+            out.write_all(line.as_bytes())?;
+        }
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut ends = Vec::with_capacity(n);
         for (part, row) in crate::view::shown(self.cfg, parts) {
@@ -143,12 +171,13 @@ impl Table<'_> {
 
     /// The style of each cell of a row: state and direction coloured.
     fn styles(&self, row: &Row, n: usize) -> impl Iterator<Item = Style> {
-        let first = usize::from(self.labelled());
+        let state_column = usize::from(self.labelled()) + 5;
+        let dir_column = self.dir_column();
         let state = self.palette.state(row.socket.state);
         let direction = self.palette.direction(row.labels.direction.direction);
-        (0..n).map(move |i| match i.checked_sub(first) {
-            Some(5) => state,
-            Some(6) => direction,
+        (0..n).map(move |i| match i {
+            _ if i == state_column => state,
+            _ if i == dir_column => direction,
             _ => Style::new(),
         })
     }
@@ -223,16 +252,13 @@ impl Table<'_> {
             }),
         }
         next(arena);
-        arena.push_str(s.state.name(s.proto));
-        next(arena);
-        arena.push_str(direction_cell(&row.labels.direction));
-        next(arena);
-        arena.push_str(ports_cell(row));
-        next(arena);
-        push_ftp_cell(row, arena);
+        // netstat leaves an unconnected UDP socket's State empty
+        if !(s.proto == Proto::Udp && s.state == State::Close) {
+            arena.push_str(s.state.name(s.proto));
+        }
         next(arena);
         if self.cfg.extend {
-            match (self.cfg.numeric, self.names.user(s.uid)) {
+            match (self.cfg.numeric_users, self.names.user(s.uid)) {
                 (false, Some(name)) => arena.push_str(&terminal_safe(name)),
                 _ => {
                     let _ = write!(arena, "{}", s.uid);
@@ -243,9 +269,19 @@ impl Table<'_> {
             next(arena);
         }
         if self.cfg.program {
-            push_owners(s, arena);
+            push_owner(s, arena);
             next(arena);
         }
+        arena.push_str(direction_cell(&row.labels.direction));
+        arena.push(',');
+        arena.push_str(ports_cell(row));
+        arena.push(',');
+        push_ftp_cell(row, arena);
+        if self.cfg.program {
+            arena.push(',');
+            push_more_owners(s, arena);
+        }
+        next(arena);
         if self.cfg.timers {
             let t = s.timer;
             let _ = write!(
@@ -266,7 +302,7 @@ impl Table<'_> {
             None => push_addr(ep.addr, arena),
         }
         arena.push(':');
-        let named = !self.cfg.numeric && !range.contains(ep.port);
+        let named = !self.cfg.numeric_ports && !range.contains(ep.port);
         match self.names.service(ep.port, proto).filter(|_| named) {
             Some(service) => arena.push_str(&terminal_safe(service)),
             None => push_u16(ep.port, arena),
@@ -353,17 +389,25 @@ fn push_ftp_cell(row: &Row, arena: &mut String) {
 
 /// netstat's `1234/nginx`; several owners joined with `,`; `-` where none
 /// is visible.
-fn push_owners(s: &Socket, arena: &mut String) {
-    if s.processes.is_empty() {
-        arena.push('-');
-        return;
-    }
-    for (i, p) in s.processes.iter().enumerate() {
-        if i > 0 {
-            arena.push(',');
-        }
+fn push_owner(s: &Socket, arena: &mut String) {
+    match s.processes.first() {
         // a `,` in a name would read as a second owner
-        let _ = write!(arena, "{}/{}", p.pid, TABLE.with(&[',']).apply(&p.name));
+        Some(p) => {
+            let _ = write!(arena, "{}/{}", p.pid, TABLE.with(&[',']).apply(p.program()));
+        }
+        None => arena.push('-'),
+    }
+}
+
+/// sockwho's `More`: `+N` when N more processes hold the socket
+/// than `PID/Program name` shows (netstat shows one), else `-`. JSON lists
+/// them all.
+fn push_more_owners(s: &Socket, arena: &mut String) {
+    match s.processes.len() {
+        0 | 1 => arena.push('-'),
+        n => {
+            let _ = write!(arena, "+{}", n - 1);
+        }
     }
 }
 
@@ -395,9 +439,10 @@ fn push_u16(n: u16, arena: &mut String) {
 }
 
 /// IPv4 by hand (the common case, and `Display` for it is slow); IPv6 by
-/// `Display`, which gives the RFC 5952 form.
+/// `Display`, which gives the RFC 5952 form. A v4-mapped address shows as
+/// the IPv4 address it maps, as netstat prints it.
 fn push_addr(addr: IpAddr, arena: &mut String) {
-    match addr {
+    match canonical(addr) {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {

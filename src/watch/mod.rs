@@ -89,9 +89,13 @@ fn refresh(
             (None, Format::Json) if !cfg.ftp_view => {
                 render::json::write_at(cfg, &parts, Some(&now), out)
             }
-            (None, Format::Csv) if !cfg.ftp_view => {
-                render::csv::write_at(cfg, &parts, Some(&now), *refreshes == 0, out)
-            }
+            (None, Format::Csv) if !cfg.ftp_view => render::csv::write_at(
+                cfg,
+                &parts,
+                Some(&now),
+                *refreshes == 0 && !cfg.no_header,
+                out,
+            ),
             (None, _) => writeln!(out, "sockwho {now} (every {}s)", cfg.interval.as_secs_f64())
                 .and_then(|()| render::write(cfg, &parts, names, out))
                 .and_then(|()| writeln!(out)),

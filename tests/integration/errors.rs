@@ -121,3 +121,63 @@ fn a_replayed_table_with_a_bad_byte_skips_the_line_regression_13() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("skipped 1 malformed line"), "{err}");
 }
+
+/// Issue 12: netstat's and ss's habits. Repeated flags and netstat's long
+/// options are accepted; the usual mistakes get a hint; numbers and values
+/// are judged in sockwho's words.
+#[test]
+fn netstat_and_ss_habits_are_understood() {
+    for args in [
+        &["-ee", "-tn"][..],
+        &["-nn", "-t"],
+        &["-tann"],
+        &["-a", "-a", "-t", "-n"],
+        &[
+            "--numeric-ports",
+            "--numeric-hosts",
+            "--numeric-users",
+            "-t",
+        ],
+        &[
+            "--extend",
+            "--programs",
+            "--listening",
+            "--tcp",
+            "--udp",
+            "-n",
+        ],
+        &["--continuous", "--count", "1", "-tn"],
+        &["-H", "-tn"],
+        &["--sport", ":22", "-tn"],
+    ] {
+        let out = sockwho(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // -H: no header lines at all
+    let out = sockwho(&["-H", "-tln"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !table.contains("Active Internet") && !table.contains("Proto"),
+        "{table}"
+    );
+    let said = |args: &[&str]| {
+        let out = sockwho(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    assert!(said(&["-c", "2"]).contains("-c --interval 2"));
+    assert!(said(&["--format", "yaml"]).contains("valid values: table, json, jsonl, csv"));
+    let count = said(&["--count=-1"]);
+    assert!(count.contains("not a number of refreshes"), "{count}");
+    let pid = said(&["--pid", "abc"]);
+    assert!(pid.contains("not a process ID"), "{pid}");
+    assert!(!pid.contains("invalid digit"), "Rust's words: {pid}");
+}

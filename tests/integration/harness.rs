@@ -17,41 +17,53 @@ pub fn skip(test: &str, why: &str) {
 
 /// A tool a test runs, and where it comes from.
 pub struct Tool {
-    /// A command on PATH, or `python3 -m NAME` for a Python module.
+    /// A command on PATH, or a Python module.
     pub command: &'static str,
-    pub python_module: bool,
+    /// For a module: the Python that must import it.
+    pub python: Option<&'static str>,
     pub install: &'static str,
 }
 
 pub const NFT: Tool = Tool {
     command: "nft",
-    python_module: false,
+    python: None,
     install: "apt-get install nftables",
 };
 pub const CURL: Tool = Tool {
     command: "curl",
-    python_module: false,
+    python: None,
     install: "apt-get install curl",
 };
 pub const SETPRIV: Tool = Tool {
     command: "setpriv",
-    python_module: false,
+    python: None,
     install: "apt-get install util-linux",
 };
 pub const SS: Tool = Tool {
     command: "ss",
-    python_module: false,
+    python: None,
     install: "apt-get install iproute2",
+};
+pub const NETSTAT: Tool = Tool {
+    command: "netstat",
+    python: None,
+    install: "apt-get install net-tools",
+};
+/// jc, for the PATH's python3 (the tests run it as `python3`).
+pub const JC: Tool = Tool {
+    command: "jc",
+    python: Some("python3"),
+    install: "python3 -m pip install jc",
 };
 pub const PYFTPDLIB: Tool = Tool {
     command: "pyftpdlib",
-    python_module: true,
+    python: Some("python3"),
     install: "python3 -m pip install pyftpdlib",
 };
 
 fn has(tool: &Tool) -> bool {
-    let probe = if tool.python_module {
-        Command::new("/usr/bin/python3")
+    let probe = if let Some(python) = tool.python {
+        Command::new(python)
             .args(["-c", &format!("import {}", tool.command)])
             .output()
     } else {

@@ -23,36 +23,43 @@ const CORPUS: &[&str] = &[
     "\u{061c}alm",
     "tab\tnl\n",
     "\"quote\\",
+    "x,1",
 ];
 
-/// Starts one process per name, each holding a listener on 7800 + i, and
-/// the last also on 21 with a connection to it: an FTP control session, so
-/// that `--ftp` shows an owner too.
+/// Starts one process per name, with that name as its comm and its argv[0]
+/// (the table shows argv[0]'s base name, as netstat does; JSON the comm),
+/// each holding a listener on 7800 + i; the last also on 21 with a
+/// connection to it: an FTP control session, so that `--ftp` shows an owner.
 const SCRIPT: &str = r#"
-import os, socket, sys, json
+import os, socket, subprocess, sys, json
 names = json.loads(sys.argv[1])
-pids = []
+child = sys.argv[2]
 ready_r, ready_w = os.pipe()
-for i, name in enumerate(names):
-    pid = os.fork()
-    if pid == 0:
-        with open('/proc/self/comm', 'wb') as f:
-            f.write(name.encode())
-        s = socket.socket(); s.bind(('127.0.0.1', 7800 + i)); s.listen()
-        keep = [s]
-        if i == len(names) - 1:
-            l = socket.socket(); l.bind(('127.0.0.1', 21)); l.listen()
-            c = socket.create_connection(('127.0.0.1', 21))
-            keep += [l, c, l.accept()[0]]
-        os.write(ready_w, b'.')
-        os.read(0, 1)
-        os._exit(0)
-    pids.append(pid)
+procs = [
+    subprocess.Popen([name, '-c', child, str(i), str(len(names)), name, str(ready_w)],
+                     executable='/usr/bin/python3', pass_fds=[ready_w], stdin=subprocess.PIPE)
+    for i, name in enumerate(names)
+]
 # every child has named itself and listens
 got = 0
 while got < len(names):
     got += len(os.read(ready_r, len(names) - got))
-print('READY', json.dumps(pids), flush=True)
+print('READY', json.dumps([p.pid for p in procs]), flush=True)
+sys.stdin.read()
+"#;
+
+const CHILD: &str = r#"
+import os, socket, sys
+i, n, name, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+with open('/proc/self/comm', 'wb') as f:
+    f.write(name.encode())
+s = socket.socket(); s.bind(('127.0.0.1', 7800 + i)); s.listen()
+keep = [s]
+if i == n - 1:
+    l = socket.socket(); l.bind(('127.0.0.1', 21)); l.listen()
+    c = socket.create_connection(('127.0.0.1', 21))
+    keep += [l, c, l.accept()[0]]
+os.write(ready, b'.')
 sys.stdin.read()
 "#;
 
@@ -72,6 +79,7 @@ fn hostile_names_are_safe_in_every_format_regression_13() {
             "-c",
             SCRIPT,
             &names,
+            CHILD,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -126,7 +134,8 @@ fn hostile_names_are_safe_in_every_format_regression_13() {
         let port = format!("127.0.0.1:{}", 7800 + i);
         let row = table.lines().find(|l| l.contains(&port)).unwrap();
         assert_eq!(row.split_whitespace().count(), columns, "{row}");
-        let owner = row.split_whitespace().last().unwrap();
+        // PID/Program name, after netstat's State
+        let owner = row.split_whitespace().nth(6).unwrap();
         assert!(owner.starts_with(&format!("{pid}/")), "one owner: {owner}");
         assert!(!owner.contains(','), "no second owner: {owner}");
     }

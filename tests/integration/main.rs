@@ -14,6 +14,7 @@ mod hostile;
 mod labels;
 mod manual;
 mod netns;
+mod netstat;
 mod privileges;
 mod replay;
 mod twohosts;

@@ -65,7 +65,7 @@ fn unprivileged_user_sees_sockets_and_only_own_owners() {
             .find(|l| l.contains(&format!("127.0.0.1:{port} ")))
             .unwrap_or_else(|| panic!("{port} in {table}"))
             .split_whitespace()
-            .last()
+            .nth(6) // PID/Program name, after State, as in netstat
             .unwrap()
             .to_string()
     };

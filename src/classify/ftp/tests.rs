@@ -320,10 +320,7 @@ fn client_side_parity_tells_the_mode() {
     assert!(evidence(&f, 1).contains(&FtpEvidence::BindParity));
     // must not: another process of the client host
     let mut other = session(40002, 50000);
-    other[1].processes = vec![Process {
-        pid: 99,
-        name: "ssh".into(),
-    }];
+    other[1].processes = vec![Process::new(99, "ssh")];
     assert_eq!(tag(&analyse_plain(other), 1), None);
 }
 
@@ -693,10 +690,7 @@ fn a_vsftpd_passive_listener_is_no_control_port() {
     let mut sockets = passive_server(50000);
     sockets.truncate(4);
     for s in &mut sockets {
-        s.processes = vec![Process {
-            pid: 11,
-            name: "vsftpd".into(),
-        }];
+        s.processes = vec![Process::new(11, "vsftpd")];
     }
     let f = analyse_plain(sockets.clone());
     assert_eq!(f.sessions.len(), 1);
