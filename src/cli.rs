@@ -131,7 +131,7 @@ pub struct Cli {
 
     /// Only these states: names (established, time-wait, listening...) or
     /// ss's groups (connected, synchronized, bucket, big, all); comma-separated.
-    #[arg(long = "state", value_name = "STATE[,STATE]", value_parser = filter::parse_states)]
+    #[arg(long = "state", value_name = "STATE[,STATE]", value_parser = StatesParser)]
     pub state: Vec<u32>,
 
     /// Only this local port: a number, a range LO-HI, or a service name (repeatable).
@@ -193,6 +193,65 @@ pub enum Format {
     Csv,
 }
 
+/// `--state`: `filter::parse_states`, with the names and groups offered to
+/// shell completion.
+#[derive(Debug, Clone, Copy)]
+struct StatesParser;
+
+/// The words `--state` completes to (it takes more: aliases, lists).
+const STATE_WORDS: &[&str] = &[
+    "established",
+    "syn-sent",
+    "syn-recv",
+    "fin-wait-1",
+    "fin-wait-2",
+    "time-wait",
+    "close",
+    "close-wait",
+    "last-ack",
+    "listening",
+    "closing",
+    "unconnected",
+    "all",
+    "connected",
+    "synchronized",
+    "bucket",
+    "big",
+];
+
+impl clap::builder::TypedValueParser for StatesParser {
+    type Value = u32;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<u32, clap::Error> {
+        let text = value.to_str().ok_or_else(|| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidUtf8, "a state is ASCII").with_cmd(cmd)
+        })?;
+        filter::parse_states(text).map_err(|why| {
+            let name = arg.map_or("--state".to_string(), |a| a.to_string());
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{text}' for '{name}': {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            STATE_WORDS
+                .iter()
+                .map(|w| clap::builder::PossibleValue::new(*w)),
+        ))
+    }
+}
+
 /// `--count N`: a positive whole number, said in sockwho's words.
 fn parse_count(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
@@ -246,20 +305,98 @@ pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
 }
 
-/// Writes the completion script for `shell` to `out`.
+/// Writes the completion script for `shell` to `out`. `--netns` and `-N`
+/// complete to the names under /run/netns, which clap's static scripts
+/// cannot know: the generated file-name completion of those two options is
+/// replaced by a listing of that directory, at completion time.
 pub fn write_completions(shell: Shell, out: &mut dyn std::io::Write) {
-    let shell = match shell {
-        Shell::Bash => clap_complete::Shell::Bash,
-        Shell::Zsh => clap_complete::Shell::Zsh,
-        Shell::Fish => clap_complete::Shell::Fish,
+    let (generator, file_names, netns_names) = match shell {
+        Shell::Bash => (
+            clap_complete::Shell::Bash,
+            "COMPREPLY=($(compgen -f \"${cur}\"))",
+            "COMPREPLY=($(compgen -W \"$(ls /run/netns 2>/dev/null)\" -- \"${cur}\"))",
+        ),
+        Shell::Zsh => (
+            clap_complete::Shell::Zsh,
+            ":_default",
+            ":_path_files -W /run/netns",
+        ),
+        Shell::Fish => (
+            clap_complete::Shell::Fish,
+            "-r",
+            "-r -f -a \"(ls /run/netns 2>/dev/null)\"",
+        ),
     };
-    clap_complete::generate(shell, &mut command(), "sockwho", out);
+    let mut script = Vec::new();
+    clap_complete::generate(generator, &mut command(), "sockwho", &mut script);
+    let script = String::from_utf8_lossy(&script);
+    let mut netns_option = false;
+    for line in script.split_inclusive('\n') {
+        let names_netns = match shell {
+            // the case arm's pattern is on the line before its reply
+            Shell::Bash => {
+                std::mem::replace(&mut netns_option, matches!(line.trim(), "--netns)" | "-N)"))
+            }
+            Shell::Zsh | Shell::Fish => {
+                line.contains("netns=[") || line.contains("-N+[") || line.contains("-l netns ")
+            }
+        };
+        let line = if names_netns {
+            line.replacen(file_names, netns_names, 1)
+        } else {
+            line.to_string()
+        };
+        let _ = out.write_all(line.as_bytes());
+    }
 }
 
 /// The man page's sections beside the options, as (heading, entries): an
 /// entry is a term and its text, or a paragraph when the term is empty.
 /// `tests/integration/manual.rs` renders them after clap's own sections.
 pub const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "EXAMPLES",
+        &[
+            (
+                "sockwho -tulpn",
+                "What listens, and which program holds it: netstat's columns in netstat's \
+                 order, then sockwho's Dir,Ports,FTP field.",
+            ),
+            (
+                "sockwho -tanp | awk '$6 == \"ESTABLISHED\" {print $5}'",
+                "Scripts written for netstat keep working: the same fields in the same places.",
+            ),
+            (
+                "sockwho -tn state established '( dport = :ssh or sport = :ssh )'",
+                "ss's filter expressions; ports and addresses are tested in the kernel.",
+            ),
+            (
+                "sockwho -tan --sport 21 --direction in",
+                "Connections accepted on port 21.",
+            ),
+            (
+                "sockwho --ftp",
+                "Each FTP session: client and server, the data connections, who opened each, \
+                 active or passive mode, and what a firewall on each side must allow.",
+            ),
+            (
+                "sockwho -tan -c --interval 0.5",
+                "Watch mode: a full-screen view on a terminal; q quits.",
+            ),
+            (
+                "sockwho -tan -c --format jsonl | jq -c 'select(.event == \"added\") | .socket.remote'",
+                "A stream of events for scripts: every connection that appears.",
+            ),
+            (
+                "sockwho --format json | jq '.sockets[] | select(.direction == \"outbound\" and .remote.class == \"well-known\")'",
+                "Outbound connections to well-known ports, from the JSON document.",
+            ),
+            (
+                "sockwho --all-netns -tln",
+                "Listeners in every network namespace of the host (as root), with a NETNS column.",
+            ),
+        ],
+    ),
     (
         "ENVIRONMENT",
         &[

@@ -61,6 +61,7 @@ fn committed_man_page_is_current() {
         "sockwho",
         "\\-\\-format",
         "Exit status",
+        ".SH \"EXAMPLES\"",
         ".SH \"ENVIRONMENT\"",
         "SOCKWHO_DIAG_FILE",
         ".SH \"EXIT STATUS\"",
@@ -86,6 +87,19 @@ fn completions_for_bash_zsh_and_fish() {
         assert!(script.contains(needle), "{shell}: {needle}");
         assert!(script.contains("format"), "{shell} completes --format");
     }
+    // --state completes to its words, --netns to the names under /run/netns
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["--completions", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains("synchronized"), "{shell} completes --state");
+        assert!(
+            script.matches("/run/netns").count() >= 2,
+            "{shell} completes --netns and -N from /run/netns"
+        );
+    }
     // the bash script parses
     let script = Command::new(BIN)
         .args(["--completions", "bash"])
@@ -97,6 +111,19 @@ fn completions_for_bash_zsh_and_fish() {
     std::fs::write(&file, script).unwrap();
     let check = Command::new("bash").arg("-n").arg(&file).status().unwrap();
     assert!(check.success());
+    // and completes, as bash would call it
+    let complete = |words: &str| {
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _sockwho sockwho \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             echo \"${{COMPREPLY[@]}}\"",
+            file.display()
+        );
+        let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(complete("sockwho --state esta").trim(), "established");
+    assert_eq!(complete("sockwho --format js").trim(), "json jsonl");
 }
 
 /// The JSON schema is documented in one place, README.md's "JSON" section:
