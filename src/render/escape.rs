@@ -106,6 +106,11 @@ impl serde_json::ser::Formatter for SafeFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // serde_json has escaped C0, `"` and `\` already; in plain ASCII the
+        // one hazard left is DEL. Addresses and names are nearly always so.
+        if fragment.bytes().all(|b| b < 0x7f) {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if is_hazard(c) {
@@ -118,6 +123,29 @@ impl serde_json::ser::Formatter for SafeFormatter {
             }
         }
         writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Outside text inside a JSON document written with serde_json's own
+/// formatter: plain text is a plain string; text with a hazard is written
+/// with every hazard as a `\uNNNN` escape (a raw JSON token), so the
+/// document needs no [`SafeFormatter`] and its keys and sockwho's own words
+/// cost no scan. Through `serde_json::to_value` it is the exact string.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonText<'a>(pub &'a str);
+
+impl serde::Serialize for JsonText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        if !self.0.chars().any(is_hazard) {
+            return serializer.serialize_str(self.0);
+        }
+        let mut escaped = Vec::with_capacity(self.0.len() + 16);
+        write_json(&mut escaped, self.0).map_err(S::Error::custom)?;
+        let escaped = String::from_utf8(escaped).map_err(S::Error::custom)?;
+        serde_json::value::RawValue::from_string(escaped)
+            .map_err(S::Error::custom)?
+            .serialize(serializer)
     }
 }
 
@@ -186,6 +214,19 @@ mod tests {
         let owner = TABLE.with(&[',']);
         assert_eq!(owner.apply("x,1/sshd"), "x\\x2c1/sshd");
         assert_eq!(terminal_safe("x,1"), "x,1");
+    }
+
+    #[test]
+    fn json_text_is_safe_under_the_plain_formatter() {
+        let name = "q\x1b[2J\u{9b}\u{7f}\u{202e}\u{2028}\u{feff}\u{e0041}é";
+        let doc = serde_json::json!({ "plain": "x" });
+        assert_eq!(serde_json::to_string(&doc).unwrap(), r#"{"plain":"x"}"#);
+        let text = serde_json::to_string(&[JsonText(name), JsonText("plain")]).unwrap();
+        assert!(hazards(text.as_bytes()).is_empty(), "{text}");
+        let back: Vec<String> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, [name, "plain"]);
+        // through to_value it is the exact string
+        assert_eq!(serde_json::to_value(JsonText(name)).unwrap(), name);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 
 use serde::Serialize;
 
+use super::escape::JsonText;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, EvidenceSet};
 use crate::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
@@ -83,7 +84,7 @@ struct JsonNetns<'a> {
 /// `{"name": "blue", "inode": 4026532296, "pid": 1234}`; name and pid may be null.
 #[derive(Serialize)]
 pub struct JsonNetnsId<'a> {
-    name: Option<&'a str>,
+    name: Option<JsonText<'a>>,
     inode: u64,
     pid: Option<u32>,
 }
@@ -91,7 +92,7 @@ pub struct JsonNetnsId<'a> {
 impl<'a> From<&'a NetnsId> for JsonNetnsId<'a> {
     fn from(n: &'a NetnsId) -> Self {
         JsonNetnsId {
-            name: n.name.as_deref(),
+            name: n.name.as_deref().map(JsonText),
             inode: n.inode,
             pid: n.pid,
         }
@@ -152,9 +153,9 @@ struct JsonFtp<'a> {
 #[derive(Serialize)]
 struct JsonProcess<'a> {
     pid: u32,
-    name: &'a str,
+    name: JsonText<'a>,
     /// argv[0]'s base name, which netstat shows (the table's PID/Program name).
-    program: &'a str,
+    program: JsonText<'a>,
 }
 
 /// One socket of `part` in the JSON shape, as the options ask for it.
@@ -214,8 +215,8 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
                 .iter()
                 .map(|p| JsonProcess {
                     pid: p.pid,
-                    name: &p.name,
-                    program: p.program(),
+                    name: JsonText(&p.name),
+                    program: JsonText(p.program()),
                 })
                 .collect()
         }),
@@ -291,6 +292,7 @@ pub fn write_at(
             })
             .collect(),
     };
-    super::escape::write_json(&mut *out, &doc)?;
+    // outside text is JsonText: the rest is sockwho's own, safe as it is
+    serde_json::to_writer(&mut *out, &doc).map_err(io::Error::from)?;
     out.write_all(b"\n")
 }
