@@ -64,15 +64,15 @@ fn tracked(proto: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::netlink::tests::{ACTIVE_FLOWS, PASSIVE_EXPECTATIONS, PASSIVE_FLOWS, dump};
     use super::*;
     use crate::model::Flow;
 
     /// Captured by tests/fixtures/conntrack/capture.sh; see the README there.
-    const PASSIVE_PROC: &str =
+    pub(crate) const PASSIVE_PROC: &str =
         include_str!("../../../tests/fixtures/conntrack/passive-nf_conntrack.txt");
-    const PASSIVE_PROC_EXPECT: &str =
+    pub(crate) const PASSIVE_PROC_EXPECT: &str =
         include_str!("../../../tests/fixtures/conntrack/passive-nf_conntrack_expect.txt");
     const ACTIVE_PROC: &str =
         include_str!("../../../tests/fixtures/conntrack/active-nf_conntrack.txt");

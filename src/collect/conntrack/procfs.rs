@@ -139,11 +139,7 @@ mod tests {
     use super::*;
     use crate::collect::conntrack::IPPROTO_UDP;
     use crate::collect::conntrack::netlink::tests::{B, tcp};
-
-    const PASSIVE_PROC: &str =
-        include_str!("../../../tests/fixtures/conntrack/passive-nf_conntrack.txt");
-    const PASSIVE_PROC_EXPECT: &str =
-        include_str!("../../../tests/fixtures/conntrack/passive-nf_conntrack_expect.txt");
+    use crate::collect::conntrack::tests::{PASSIVE_PROC, PASSIVE_PROC_EXPECT};
 
     #[test]
     fn procfs_flow_lines() {
