@@ -600,6 +600,12 @@ pub fn parse_with(args: &[String], service: &dyn Fn(&str) -> Option<u16>) -> Res
             states.unwrap_or_else(all_states) & !mask
         });
     }
+    if let (Some(_), Some(join @ ("and" | "&" | "&&" | "or" | "|" | "||"))) = (states, p.peek()) {
+        return Err(format!(
+            "'{join}' after the state words: in front of the expression they are ss's state \
+             filter, ANDed with what follows; write '( state NAME {join} ... )' to combine them"
+        ));
+    }
     let expr = match p.peek() {
         None => None,
         Some(_) => {
@@ -1571,6 +1577,10 @@ mod tests {
                 "expected a state after 'state' at 'bogus': unknown state 'bogus'",
             ),
             ("sport = :1 exclude", "expected a state after 'exclude'"),
+            (
+                "state listening or sport = :1",
+                "'or' after the state words",
+            ),
             ("(", "expected an expression after '('"),
             ("( sport = :1", "missing ')': a '(' is not closed"),
             ("sport = :1 )", "unexpected ')': no '(' before it"),
