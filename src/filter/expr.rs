@@ -62,14 +62,20 @@
 //! address (ss's `src ::/0` does) and `src ::ffff:127.0.0.1` is
 //! `127.0.0.1`, which holds native IPv4 sockets too.
 //!
-//! **Kernel-only predicates.** `autobound` (the kernel's "the port was not
-//! bound explicitly", `SOCK_BINDPORT_LOCK`), `dev` (the device the socket
+//! **Kernel-only predicates.** `autobound`, `dev` (the device the socket
 //! is bound to, `SO_BINDTODEVICE`), `fwmark` and `cgroup` test facts
 //! sockwho's [`Socket`] does not hold. They compile into sock_diag bytecode
 //! and only the kernel can decide them: [`Expr::eval`] answers `None` where
 //! the answer hangs on one, and the /proc source cannot run such a filter
-//! ([`Expr::kernel_only`]). ss tests `autobound` in user space by the port
-//! range instead, and keeps what both it and the kernel accept.
+//! ([`Expr::kernel_only`]). `autobound` is what ss shows for it: the
+//! kernel's test ("not bound explicitly", no `SOCK_BINDPORT_LOCK`, which
+//! holds for the ends of accepted connections too) and a local port inside
+//! the namespace's `ip_local_port_range` ([`Expr::resolve`] sets it). ss
+//! tests the two apart, in the kernel and in user space, and keeps what
+//! both accept, so its `not autobound` is not the opposite of its
+//! `autobound`; sockwho's is: `not autobound` holds the ends of accepted
+//! connections and ports bound explicitly inside the range, which ss's
+//! leaves out.
 
 use std::fmt;
 use std::io::BufRead;
@@ -199,8 +205,12 @@ pub enum Expr {
         prefix: Option<Prefix>,
         port: Option<PortSpec>,
     },
-    /// `autobound`: the local port was chosen by the kernel (kernel-only).
-    Autobound,
+    /// `autobound`: the local port was chosen by the kernel. The kernel's
+    /// test (kernel-only: no `SOCK_BINDPORT_LOCK`) and, as ss also asks,
+    /// the port inside the namespace's `ip_local_port_range` (set by
+    /// [`Expr::resolve`]; `None` until then): the kernel counts the ends of
+    /// accepted connections as autobound, whatever their port.
+    Autobound(Option<PortSpec>),
     /// `dev NAME`: the socket is bound to the device (kernel-only).
     Dev(Device),
     /// `fwmark MARK/MASK`: `socket mark & mask == mark` (kernel-only).
@@ -210,6 +220,18 @@ pub enum Expr {
     },
     /// `cgroup PATH`: the socket belongs to the cgroup (kernel-only).
     Cgroup(Cgroup),
+}
+
+/// What [`Expr::resolve`] looks things up with, where the sockets are:
+/// `collect::bytecode::{if_index, cgroup_id}` look in the calling thread's
+/// network namespace and the cgroup2 mount.
+pub struct Lookup<'a> {
+    /// A network device's index by name.
+    pub if_index: &'a dyn Fn(&str) -> Option<u32>,
+    /// A cgroup v2's id by path.
+    pub cgroup_id: &'a dyn Fn(&str) -> Option<u64>,
+    /// The namespace's `net.ipv4.ip_local_port_range`.
+    pub port_range: PortSpec,
 }
 
 /// What the positional arguments (and a `-F` file) ask for.
@@ -254,8 +276,9 @@ impl Expr {
         self.eval_with(s, &|_| None)
     }
 
-    /// Like [`Expr::eval`], with `kernel` answering the kernel-only
-    /// predicates (a test that knows the hidden facts of a socket).
+    /// Like [`Expr::eval`], with `kernel` answering the kernel's tests of
+    /// the kernel-only predicates (a test that knows the hidden facts of a
+    /// socket); for `autobound`, the kernel's part alone.
     pub fn eval_with(&self, s: &Socket, kernel: &dyn Fn(&Expr) -> Option<bool>) -> Option<bool> {
         match self {
             // Kleene's three values: false wins an AND, true an OR
@@ -289,7 +312,13 @@ impl Expr {
                 port.is_none_or(|p| p.contains(side.port(s)))
                     && prefix.is_none_or(|p| p.contains(side.addr(s))),
             ),
-            Expr::Autobound | Expr::Dev(_) | Expr::Mark { .. } | Expr::Cgroup(_) => kernel(self),
+            Expr::Autobound(range) => match (kernel(self), range) {
+                (Some(false), _) => Some(false),
+                (_, Some(r)) if !r.contains(s.local.port) => Some(false),
+                (auto, Some(_)) => auto,
+                (_, None) => None,
+            },
+            Expr::Dev(_) | Expr::Mark { .. } | Expr::Cgroup(_) => kernel(self),
         }
     }
 
@@ -305,7 +334,7 @@ impl Expr {
         match self {
             Expr::And(list) | Expr::Or(list) => list.iter().find_map(Expr::kernel_only),
             Expr::Not(e) => e.kernel_only(),
-            Expr::Autobound => Some("autobound"),
+            Expr::Autobound(_) => Some("autobound"),
             Expr::Dev(_) => Some("dev"),
             Expr::Mark { .. } => Some("fwmark"),
             Expr::Cgroup(_) => Some("cgroup"),
@@ -344,22 +373,21 @@ impl Expr {
         }
     }
 
-    /// Looks up the indexes of `dev` names and the ids of `cgroup` paths
-    /// not known yet, with `if_index` and `cgroup_id` (which see the
-    /// namespace and the cgroup mount the sockets are listed in). A `dev`
+    /// Looks up what the kernel-only predicates need and the parser
+    /// cannot know: the indexes of `dev` names, the ids of `cgroup` paths
+    /// (those not known yet) and the port range of `autobound`, in the
+    /// namespace and the cgroup mount the sockets are listed in. A `dev`
     /// that is a number and no device's name is that index, as in ss.
-    pub fn resolve(
-        &mut self,
-        if_index: &dyn Fn(&str) -> Option<u32>,
-        cgroup_id: &dyn Fn(&str) -> Option<u64>,
-    ) -> Result<(), String> {
+    pub fn resolve(&mut self, lookup: &Lookup) -> Result<(), String> {
         match self {
-            Expr::And(list) | Expr::Or(list) => list
-                .iter_mut()
-                .try_for_each(|e| e.resolve(if_index, cgroup_id)),
-            Expr::Not(e) => e.resolve(if_index, cgroup_id),
+            Expr::And(list) | Expr::Or(list) => list.iter_mut().try_for_each(|e| e.resolve(lookup)),
+            Expr::Not(e) => e.resolve(lookup),
+            Expr::Autobound(range) => {
+                *range = Some(lookup.port_range);
+                Ok(())
+            }
             Expr::Dev(d) => {
-                if let Some(index) = if_index(&d.name) {
+                if let Some(index) = (lookup.if_index)(&d.name) {
                     d.index = Some(index);
                 }
                 match d.index {
@@ -369,7 +397,7 @@ impl Expr {
             }
             Expr::Cgroup(c) => {
                 if c.id.is_none() {
-                    c.id = cgroup_id(&c.path);
+                    c.id = (lookup.cgroup_id)(&c.path);
                 }
                 match c.id {
                     Some(_) => Ok(()),
@@ -429,7 +457,7 @@ impl fmt::Display for Expr {
                     None => Ok(()),
                 }
             }
-            Expr::Autobound => f.write_str("autobound"),
+            Expr::Autobound(_) => f.write_str("autobound"),
             Expr::Dev(d) => write!(f, "dev = {}", Escaped(&d.name)),
             Expr::Mark { mark, mask } => write!(f, "fwmark = {mark:#x}/{mask:#x}"),
             Expr::Cgroup(c) => write!(f, "cgroup = {}", Escaped(&c.path)),
@@ -851,7 +879,7 @@ impl<'a> Parser<'a> {
                     predicate(e)
                 }
             }
-            "autobound" => predicate(Expr::Autobound),
+            "autobound" => predicate(Expr::Autobound(None)),
             "state" => predicate(Expr::State(self.state_name(word)?)),
             "exclude" | "excl" => predicate(Expr::Exclude(self.state_name(word)?)),
             "&" | "&&" | "and" | "|" | "||" | "or" => {
@@ -1375,7 +1403,7 @@ mod tests {
         });
         assert_eq!(e("cgroup = /system.slice"), cgroup);
         assert_eq!(e("cgroup neq /system.slice"), not(cgroup.clone()));
-        assert_eq!(e("autobound"), Expr::Autobound);
+        assert_eq!(e("autobound"), Expr::Autobound(None));
         for (text, name) in [
             ("autobound", "autobound"),
             ("sport = :22 or not dev lo", "dev"),
@@ -1392,8 +1420,17 @@ mod tests {
             "eth0" => Some(2),
             _ => None,
         };
-        x.resolve(&index, &|path| (path == "/a").then_some(99))
-            .unwrap();
+        let cgroup = |path: &str| (path == "/a").then_some(99);
+        let range = PortSpec {
+            lo: 32768,
+            hi: 60999,
+        };
+        let lookup = Lookup {
+            if_index: &index,
+            cgroup_id: &cgroup,
+            port_range: range,
+        };
+        x.resolve(&lookup).unwrap();
         assert_eq!(
             x,
             Expr::Or(vec![
@@ -1407,9 +1444,18 @@ mod tests {
             ])
         );
         let mut y = e("dev eth9");
-        assert!(y.resolve(&index, &|_| None).unwrap_err().contains("eth9"));
+        assert!(y.resolve(&lookup).unwrap_err().contains("eth9"));
         let mut z = e("cgroup /b");
-        assert!(z.resolve(&index, &|_| None).unwrap_err().contains("/b"));
+        assert!(z.resolve(&lookup).unwrap_err().contains("/b"));
+        let mut auto = e("autobound or not autobound");
+        auto.resolve(&lookup).unwrap();
+        assert_eq!(
+            auto,
+            Expr::Or(vec![
+                Expr::Autobound(Some(range)),
+                not(Expr::Autobound(Some(range)))
+            ])
+        );
     }
 
     #[test]
@@ -1823,7 +1869,7 @@ mod tests {
             },
             3 => Expr::State(1 << (1 + rng.below(11))),
             4 => Expr::Exclude(bits(&[State::Listen, State::TimeWait])),
-            5 => Expr::Autobound,
+            5 => Expr::Autobound(None),
             6 => Expr::Mark {
                 mark: rng.below(3) as u32,
                 mask: [u32::MAX, 0xf][rng.below(2)],
@@ -1843,9 +1889,7 @@ mod tests {
             let text = x.to_string();
             // in parentheses, so that a leading `state` stays a predicate
             let back = q(&format!("( {text} )")).unwrap_or_else(|err| panic!("{text}: {err}"));
-            let mut back = back.expr.unwrap();
-            // a device's index is looked up later; a number's is read now
-            back.resolve(&|_| None, &|_| None).ok();
+            let back = back.expr.unwrap();
             assert_eq!(back, x, "{text}");
         }
     }

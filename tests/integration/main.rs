@@ -13,5 +13,6 @@ mod labels;
 mod manual;
 mod netns;
 mod privileges;
+mod ssfilter;
 mod twohosts;
 mod watch;
