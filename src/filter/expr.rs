@@ -39,10 +39,11 @@
 //! b` is either, `exclude a` all but a). Inside the expression (an
 //! extension: ss refuses them there) they are predicates like the others:
 //! the socket's state is (is not) one of the named ones. NAME is one of
-//! [`parse_states`](super::parse_states)' names or groups.
+//! [`parse_states`]' names or groups.
 //!
-//! **Hosts and ports.** `[inet:|inet6:]ADDRESS[/LEN][:PORT]`, `[v6]:PORT`,
-//! `*:PORT`, `:PORT`, `*`; `any`, `all` and `default` are any address. An
+//! **Hosts and ports.** `[inet:|inet6:]ADDRESS[/LEN][:PORT]`,
+//! `[V6][/LEN][:PORT]`, `*:PORT`, `:PORT`, `*`; `any`, `all` and `default`
+//! are any address. An
 //! IPv4 address may be short, as iproute2 reads it (`10/8`,
 //! `193.233.7/24`); a prefix length may be a dotted netmask. An IPv6
 //! address with a port needs its brackets; without them, what follows the

@@ -24,10 +24,12 @@
 //! before running it, as the kernel does.
 //!
 //! sockwho itself never runs it: the kernel does. It is used by tests and
-//! fuzzing only, to check that what [`compile`](super::compile) makes passes
-//! the audit and accepts exactly the sockets
-//! [`Filter::matches_socket`](crate::filter::Filter::matches_socket) does,
-//! without a kernel (the integration tests check the real one, as root). It
+//! fuzzing only, to check that what [`compile`](super::compile) and
+//! [`compile_expr`](super::compile_expr) make passes the audit and accepts
+//! exactly the sockets
+//! [`Filter::matches_socket`](crate::filter::Filter::matches_socket) and
+//! [`Expr::eval_with`](crate::filter::expr::Expr::eval_with) do, without a
+//! kernel (the integration tests check the real one, as root). It
 //! is plain code rather than `cfg(test)` so that fuzz targets and
 //! integration tests can use it; it does not panic, whatever the bytes.
 

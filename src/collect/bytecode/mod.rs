@@ -145,8 +145,16 @@ pub struct Program {
     /// Whether the kernel, running it, decides the expression alone: it
     /// sends exactly the sockets of the dump that match. `false` when the
     /// program approximates (a `state` predicate the dump's states do not
-    /// settle, a `dev` or `cgroup` not looked up, a program too long): it
-    /// then sends every socket that matches and some that do not.
+    /// settle; a `dev`, `cgroup` or `autobound` not resolved, see
+    /// [`Expr::resolve`]; a program too long): it then sends every socket
+    /// that matches and some that do not.
+    ///
+    /// A kernel may refuse a program: `fwmark` without CAP_NET_ADMIN
+    /// (EPERM), `cgroup` before Linux 5.9 or without
+    /// CONFIG_SOCK_CGROUP_DATA (EINVAL). On EINVAL
+    /// [`DiagSocket::dump_filtered`](super::netlink::DiagSocket::dump_filtered)
+    /// dumps again without the program, which user space can make up for
+    /// only where the expression has no kernel-only predicate.
     pub exact: bool,
 }
 
