@@ -327,11 +327,15 @@ impl CgroupShell {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn();
-        let mut shell = CgroupShell {
-            child: spawned.ok()?,
-            dir,
-            path,
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("ssfilter: no cgroup test: nsenter bash: {e}");
+                let _ = std::fs::remove_dir(&dir);
+                return None;
+            }
         };
+        let mut shell = CgroupShell { child, dir, path };
         let mut ready = [0u8; 6];
         let out = shell.child.stdout.as_mut()?;
         match out.read_exact(&mut ready) {
