@@ -1116,10 +1116,7 @@ fn markmask(text: &str) -> Option<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
-    use crate::model::{Endpoint, Proto, Timer};
 
     fn svc(name: &str) -> Option<u16> {
         match name {
@@ -1188,28 +1185,9 @@ mod tests {
     }
 
     fn sock(local: &str, remote: Option<&str>, state: State) -> Socket {
-        let local: SocketAddr = local.parse().unwrap();
-        let remote: Option<SocketAddr> = remote.map(|r| r.parse().unwrap());
-        Socket {
-            proto: Proto::Tcp,
-            family: if local.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
-            state,
-            recv_q: 0,
-            send_q: 0,
-            backlog: None,
-            local: Endpoint::new(local.ip(), local.port()),
-            remote: remote.map(|r| Endpoint::new(r.ip(), r.port())),
-            uid: 0,
-            inode: 1,
-            cookie: None,
-            timer: Timer::OFF,
-            v6only: None,
-            processes: Vec::new(),
-        }
+        let mut s = crate::collect::bytecode::tests::sock(local, remote);
+        s.state = state;
+        s
     }
 
     #[test]

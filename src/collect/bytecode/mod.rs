@@ -439,10 +439,11 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The compiler's tests: its programs, run on the kernel model, must
     //! accept exactly the sockets `Filter::matches_socket` does. The
-    //! synthetic sockets, filters and ops here serve the emitter's tests too.
+    //! synthetic sockets, filters and ops here serve the emitter's tests
+    //! too, and the sockets `filter::expr`'s.
 
     use std::net::SocketAddr;
 
@@ -450,7 +451,7 @@ mod tests {
     use super::*;
     use crate::model::{Endpoint, Proto, Socket, State, Timer};
 
-    pub(super) fn sock(local: &str, remote: Option<&str>) -> Socket {
+    pub(crate) fn sock(local: &str, remote: Option<&str>) -> Socket {
         let local: SocketAddr = local.parse().unwrap();
         let remote: Option<SocketAddr> = remote.map(|r| r.parse().unwrap());
         let family = if local.is_ipv4() {
