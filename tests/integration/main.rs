@@ -17,5 +17,6 @@ mod netns;
 mod netstat;
 mod privileges;
 mod replay;
+mod ssfilter;
 mod twohosts;
 mod watch;

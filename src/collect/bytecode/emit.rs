@@ -1,13 +1,15 @@
-//! The emitter: the compiler's clauses as `inet_diag_bc_op` bytes. Owns the
-//! layout of a program (which op jumps where), the [`Builder`] that lays ops
-//! out and resolves their `no` offsets once every label is placed, and the
-//! encoding of each [`Test`] as an op and its payload.
+//! The emitter: the compilers' clauses and trees as `inet_diag_bc_op`
+//! bytes. Owns the layout of a program (which op jumps where), the
+//! [`Builder`] that lays ops out and resolves their `no` offsets once every
+//! label is placed, and the encoding of each [`Test`] as an op and its
+//! payload.
 
 use std::net::IpAddr;
 
+use super::tree::Node;
 use super::{
-    AF_INET, AF_INET6, BC_D_COND, BC_D_EQ, BC_D_GE, BC_D_LE, BC_JMP, BC_S_COND, BC_S_EQ, BC_S_GE,
-    BC_S_LE, Disjunction, Side, Test,
+    AF_INET, AF_INET6, BC_AUTO, BC_CGROUP_COND, BC_D_COND, BC_D_EQ, BC_D_GE, BC_D_LE, BC_DEV_COND,
+    BC_JMP, BC_MARK_COND, BC_S_COND, BC_S_EQ, BC_S_GE, BC_S_LE, Disjunction, Side, Test,
 };
 
 /// A program that rejects every socket: one jump past the end.
@@ -48,6 +50,17 @@ pub(super) fn emit(clauses: &[Disjunction]) -> Option<Vec<u8>> {
         }
         b.place(done);
     }
+    b.finish()
+}
+
+/// A tree of tests, laid out as ss's `ssfilter_bytecompile()` lays out its
+/// filters: each part falls through when true and jumps when false; the
+/// root's false is the reject past the end, its true the end. `None` if a
+/// jump does not fit the u16 of an op's `no`.
+pub(super) fn emit_tree(root: &Node) -> Option<Vec<u8>> {
+    let mut b = Builder::new();
+    let reject = b.reject;
+    b.node(root, reject);
     b.finish()
 }
 
@@ -97,6 +110,49 @@ impl Builder {
         self.code.extend_from_slice(payload);
     }
 
+    /// The code of `node`: on to what follows when it is true, to `no`
+    /// when it is false. The depth of the recursion is the tree's, which
+    /// the parser bounds (`filter::expr::MAX_DEPTH`).
+    fn node(&mut self, node: &Node, no: Label) {
+        match node {
+            Node::True => {}
+            Node::False => self.jump(no),
+            Node::Test(test) => self.test(*test, no),
+            Node::And(all) => {
+                for n in all {
+                    self.node(n, no);
+                }
+            }
+            Node::Or(any) => {
+                // each but the last: false tries the next, true jumps over
+                // the rest
+                let done = self.label();
+                for (i, n) in any.iter().enumerate() {
+                    if i + 1 == any.len() {
+                        self.node(n, no);
+                    } else {
+                        let next = self.label();
+                        self.node(n, next);
+                        self.jump(done);
+                        self.place(next);
+                    }
+                }
+                if any.is_empty() {
+                    self.jump(no);
+                }
+                self.place(done);
+            }
+            Node::Not(inner) => {
+                // the inner part's true runs into the jump to `no`; its
+                // false skips that jump
+                let skip = self.label();
+                self.node(inner, skip);
+                self.jump(no);
+                self.place(skip);
+            }
+        }
+    }
+
     /// `INET_DIAG_BC_JMP`: the kernel always takes its `no`; its `yes` (4)
     /// is for the audit's walk.
     fn jump(&mut self, to: Label) {
@@ -117,13 +173,21 @@ impl Builder {
             Test::PortGe(Side::Remote, p) => port(BC_D_GE, p),
             Test::PortLe(Side::Local, p) => port(BC_S_LE, p),
             Test::PortLe(Side::Remote, p) => port(BC_D_LE, p),
-            Test::Host(side, addr, len) => {
-                let code = match side {
-                    Side::Local => BC_S_COND,
-                    Side::Remote => BC_D_COND,
-                };
-                (code, hostcond(addr, len))
+            Test::Host(side, addr, len) => (cond_code(side), hostcond(addr, len)),
+            Test::HostPort(side, p) => {
+                // AF_UNSPEC, prefix length 0, the port, no address
+                let mut bytes = vec![0, 0, 0, 0];
+                bytes.extend_from_slice(&i32::from(p).to_ne_bytes());
+                (cond_code(side), bytes)
             }
+            Test::Auto => (BC_AUTO, Vec::new()),
+            Test::Dev(index) => (BC_DEV_COND, index.to_ne_bytes().to_vec()),
+            Test::Mark(mark, mask) => {
+                let mut bytes = mark.to_ne_bytes().to_vec();
+                bytes.extend_from_slice(&mask.to_ne_bytes());
+                (BC_MARK_COND, bytes)
+            }
+            Test::Cgroup(id) => (BC_CGROUP_COND, id.to_ne_bytes().to_vec()),
         };
         self.op(code, &payload, no);
     }
@@ -137,6 +201,13 @@ impl Builder {
             self.code[at + 2..at + 4].copy_from_slice(&no.to_ne_bytes());
         }
         Some(self.code)
+    }
+}
+
+fn cond_code(side: Side) -> u8 {
+    match side {
+        Side::Local => BC_S_COND,
+        Side::Remote => BC_D_COND,
     }
 }
 

@@ -14,30 +14,38 @@
 //! [`inet_diag_bc_sk()`](https://elixir.bootlin.com/linux/latest/C/ident/inet_diag_bc_sk)
 //! fills from a socket.
 //!
-//! It is faithful for the ops sockwho emits (ports, host conditions, jumps)
-//! and NOP. The kernel also knows `AUTO`, `DEV_COND`, `MARK_COND` and
-//! `CGROUP_COND`, which test facts an [`Entry`] does not hold: the model's
-//! audit refuses them. Audit a program before running it, as the kernel
-//! does.
+//! It is faithful for every op of `include/uapi/linux/inet_diag.h` as of
+//! Linux 6.x: NOP, jumps, ports, host conditions, and `AUTO`, `DEV_COND`,
+//! `MARK_COND` and `CGROUP_COND`, whose facts (`userlocks`, `ifindex`,
+//! `mark`, `cgroup_id`) an [`Entry`] holds but a [`Socket`] does not: tests
+//! set them by hand. Two things it leaves out: the kernel refuses
+//! `MARK_COND` (EPERM) to callers without CAP_NET_ADMIN, and `CGROUP_COND`
+//! (EINVAL) when built without CONFIG_SOCK_CGROUP_DATA. Audit a program
+//! before running it, as the kernel does.
 //!
 //! sockwho itself never runs it: the kernel does. It is used by tests and
-//! fuzzing only, to check that what [`compile`](super::compile) makes passes
-//! the audit and accepts exactly the sockets
-//! [`Filter::matches_socket`](crate::filter::Filter::matches_socket) does,
-//! without a kernel (the integration tests check the real one, as root). It
+//! fuzzing only, to check that what [`compile`](super::compile) and
+//! [`compile_expr`](super::compile_expr) make passes the audit and accepts
+//! exactly the sockets
+//! [`Filter::matches_socket`](crate::filter::Filter::matches_socket) and
+//! [`Expr::eval_with`](crate::filter::expr::Expr::eval_with) do, without a
+//! kernel (the integration tests check the real one, as root). It
 //! is plain code rather than `cfg(test)` so that fuzz targets and
 //! integration tests can use it; it does not panic, whatever the bytes.
 
 use std::net::IpAddr;
 
 use super::{
-    AF_INET, AF_INET6, BC_D_COND, BC_D_EQ, BC_D_GE, BC_D_LE, BC_JMP, BC_NOP, BC_S_COND, BC_S_EQ,
-    BC_S_GE, BC_S_LE,
+    AF_INET, AF_INET6, BC_AUTO, BC_CGROUP_COND, BC_D_COND, BC_D_EQ, BC_D_GE, BC_D_LE, BC_DEV_COND,
+    BC_JMP, BC_MARK_COND, BC_NOP, BC_S_COND, BC_S_EQ, BC_S_GE, BC_S_LE,
 };
 use crate::model::{Family, Socket};
 
-/// `struct inet_diag_entry`: what the kernel's ops test, for one socket.
-/// The fields the ops sockwho emits read, in the kernel's terms.
+/// `SOCK_BINDPORT_LOCK` in `sk_userlocks`: the port was bound explicitly.
+pub const SOCK_BINDPORT_LOCK: u16 = 4;
+
+/// `struct inet_diag_entry`: what the kernel's ops test, for one socket,
+/// in the kernel's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     /// `AF_INET` or `AF_INET6`: the socket's family (`sk_family`).
@@ -50,10 +58,20 @@ pub struct Entry {
     pub sport: u16,
     /// The remote port, host order; 0 without a remote end.
     pub dport: u16,
+    /// `sk_bound_dev_if`: the device the socket is bound to, 0 for none.
+    pub ifindex: u32,
+    /// `sk_userlocks` (0 for TIME_WAIT and request sockets).
+    pub userlocks: u16,
+    /// `sk_mark`.
+    pub mark: u32,
+    /// The socket's cgroup v2 id.
+    pub cgroup_id: u64,
 }
 
 /// The entry of a socket as the decoder would have reported it: no remote
-/// end is `0.0.0.0:0` / `[::]:0` in the kernel.
+/// end is `0.0.0.0:0` / `[::]:0` in the kernel. The facts a [`Socket`] does
+/// not hold are 0: not bound to a device, a port bound by the kernel, no
+/// mark, no cgroup.
 pub fn entry(s: &Socket) -> Entry {
     let bytes = |a: IpAddr| match a {
         IpAddr::V4(a) => {
@@ -72,7 +90,18 @@ pub fn entry(s: &Socket) -> Entry {
         daddr: s.remote.map_or([0; 16], |r| bytes(r.addr)),
         sport: s.local.port,
         dport: s.remote.map_or(0, |r| r.port),
+        ifindex: 0,
+        userlocks: 0,
+        mark: 0,
+        cgroup_id: 0,
     }
+}
+
+/// The `u32` at `at` (native order), if the program holds it.
+fn u32_at(bc: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        bc.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// The op at `at`: `(code, yes, no)`, or `None` past the end.
@@ -157,6 +186,16 @@ pub fn run(bc: &[u8], e: &Entry) -> bool {
             BC_D_GE => port().map(|p| e.dport >= p),
             BC_D_LE => port().map(|p| e.dport <= p),
             BC_S_COND | BC_D_COND => hostcond_run(&bc[at..], e),
+            BC_AUTO => Some(e.userlocks & SOCK_BINDPORT_LOCK == 0),
+            BC_DEV_COND => u32_at(bc, at + 4).map(|index| index == e.ifindex),
+            BC_MARK_COND => u32_at(bc, at + 4)
+                .zip(u32_at(bc, at + 8))
+                .map(|(mark, mask)| e.mark & mask == mark),
+            // get_unaligned(): the u64 sits 4 bytes into the op
+            BC_CGROUP_COND => bc
+                .get(at + 4..at + 12)
+                .and_then(|b| b.try_into().ok())
+                .map(|id| u64::from_ne_bytes(id) == e.cgroup_id),
             // the kernel's `int yes = 1;` before its switch
             _ => Some(true),
         };
@@ -201,11 +240,9 @@ fn valid_cc(bc: &[u8], mut len: i64, cc: i64) -> bool {
 }
 
 /// `inet_diag_bc_audit()`: `Ok` when the kernel would run the program, the
-/// place and reason it would refuse it (EINVAL) otherwise. Of the ops the
-/// kernel knows, only those [`run`] models pass: the others (`AUTO`,
-/// `DEV_COND`, `MARK_COND`, `CGROUP_COND`, which the kernel checks by rules
-/// of their own, MARK_COND with EPERM without CAP_NET_ADMIN) are refused as
-/// unknown ops, as unknown ones are in the kernel.
+/// place and reason it would refuse it (EINVAL) otherwise. Unknown ops are
+/// refused, as in the kernel; `MARK_COND` passes as it does for a caller
+/// with CAP_NET_ADMIN.
 pub fn audit(bc: &[u8]) -> Result<(), String> {
     if bc.len() < 4 {
         return Err("shorter than one op".into());
@@ -245,7 +282,14 @@ pub fn audit(bc: &[u8]) -> Result<(), String> {
                     return Err(format!("{at}: port comparison cut short"));
                 }
             }
-            BC_JMP | BC_NOP => {}
+            // valid_devcond(), valid_markcond(), valid_cgroupcond()
+            BC_DEV_COND | BC_MARK_COND | BC_CGROUP_COND => {
+                min_len += if code == BC_DEV_COND { 4 } else { 8 };
+                if len < min_len {
+                    return Err(format!("{at}: op {code} cut short"));
+                }
+            }
+            BC_AUTO | BC_JMP | BC_NOP => {}
             other => return Err(format!("{at}: unknown op {other}")),
         }
         if code != BC_NOP {
@@ -284,6 +328,10 @@ mod tests {
             daddr: [0; 16],
             sport,
             dport: 0,
+            ifindex: 0,
+            userlocks: 0,
+            mark: 0,
+            cgroup_id: 0,
         }
     }
 
@@ -314,6 +362,36 @@ mod tests {
     }
 
     #[test]
+    fn runs_the_tests_of_facts_a_socket_does_not_hold() {
+        let mut e = v4([127, 0, 0, 1], 22);
+        let auto = [BC_AUTO, 4, 8, 0];
+        audit(&auto).unwrap();
+        assert!(run(&auto, &e));
+        e.userlocks = SOCK_BINDPORT_LOCK;
+        assert!(!run(&auto, &e));
+        let mut dev = vec![BC_DEV_COND, 8, 12, 0];
+        dev.extend_from_slice(&3u32.to_ne_bytes());
+        audit(&dev).unwrap();
+        assert!(!run(&dev, &e));
+        e.ifindex = 3;
+        assert!(run(&dev, &e));
+        let mut mark = vec![BC_MARK_COND, 12, 16, 0];
+        mark.extend_from_slice(&0x10u32.to_ne_bytes());
+        mark.extend_from_slice(&0xf0u32.to_ne_bytes());
+        audit(&mark).unwrap();
+        e.mark = 0x13;
+        assert!(run(&mark, &e));
+        e.mark = 0x23;
+        assert!(!run(&mark, &e));
+        let mut cgroup = vec![BC_CGROUP_COND, 12, 16, 0];
+        cgroup.extend_from_slice(&(1u64 << 40 | 7).to_ne_bytes());
+        audit(&cgroup).unwrap();
+        assert!(!run(&cgroup, &e));
+        e.cgroup_id = 1 << 40 | 7;
+        assert!(run(&cgroup, &e));
+    }
+
+    #[test]
     fn audit_refuses_what_the_kernel_refuses() {
         let [a, b] = 22u16.to_ne_bytes();
         audit(&[BC_S_EQ, 8, 12, 0, 0, 0, a, b]).unwrap();
@@ -329,7 +407,16 @@ mod tests {
                 vec![BC_JMP, 4, 8, 0, BC_S_EQ, 8, 12, 0, 0, 0, a, b],
                 "a jump into the port half of an op",
             ),
-            (vec![6, 4, 8, 0], "AUTO, outside the model"),
+            (vec![14, 4, 8, 0], "an op past CGROUP_COND"),
+            (vec![BC_DEV_COND, 4, 8, 0], "DEV_COND without its index"),
+            (
+                vec![BC_MARK_COND, 8, 12, 0, 0, 0, 0, 0],
+                "MARK_COND without its mask",
+            ),
+            (
+                vec![BC_CGROUP_COND, 8, 12, 0, 1, 0, 0, 0],
+                "CGROUP_COND cut short",
+            ),
             (vec![42, 4, 8, 0], "an unknown op"),
             (
                 vec![

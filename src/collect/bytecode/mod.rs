@@ -25,18 +25,26 @@
 //! through would only cost time; but it must never reject a socket that
 //! `matches_socket` accepts, and the tests hold it to exact agreement.
 //!
-//! Three files, one concern each:
-//! - this one, the compiler: [`Filter`] -> clauses of tests ([`compile`]);
-//! - `emit.rs`, the emitter: clauses -> `inet_diag_bc_op` bytes, with labels
-//!   resolved into `no` offsets;
+//! ss's filter expressions ([`Expr`]) compile here too ([`compile_expr`]),
+//! to any shape of AND, OR and NOT, and with the tests only the kernel can
+//! make (`autobound`, `dev`, `fwmark`, `cgroup`).
+//!
+//! Four files, one concern each:
+//! - this one, the compiler of [`Filter`]s: [`Filter`] -> clauses of tests
+//!   ([`compile`]), and the entry points for expressions;
+//! - `tree.rs`, the compiler of expressions: [`Expr`] -> a tree of tests;
+//! - `emit.rs`, the emitter: clauses or trees -> `inet_diag_bc_op` bytes,
+//!   with labels resolved into `no` offsets;
 //! - [`kernel`], a model of the kernel's interpreter and audit that the
 //!   tests and fuzz targets run compiled programs on.
 
 mod emit;
 pub mod kernel;
+mod tree;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::filter::expr::Expr;
 use crate::filter::{Filter, PortSpec, Prefix};
 use crate::model::{Family, unspecified};
 
@@ -48,13 +56,23 @@ const BC_S_GE: u8 = 2;
 const BC_S_LE: u8 = 3;
 const BC_D_GE: u8 = 4;
 const BC_D_LE: u8 = 5;
+/// True when the local port was not bound explicitly (no
+/// `SOCK_BINDPORT_LOCK` in the socket's `sk_userlocks`).
+const BC_AUTO: u8 = 6;
 const BC_S_COND: u8 = 7;
 const BC_D_COND: u8 = 8;
+/// `u32 ifindex` after the op: the device the socket is bound to.
+const BC_DEV_COND: u8 = 9;
+/// `struct inet_diag_markcond { u32 mark; u32 mask; }` after the op; the
+/// kernel refuses it (EPERM) without CAP_NET_ADMIN.
+const BC_MARK_COND: u8 = 10;
 /// Later additions to the op set (Linux 4.16): a kernel without them
 /// refuses the program (EINVAL), and `DiagSocket::dump_filtered` then dumps
 /// without it.
 const BC_S_EQ: u8 = 11;
 const BC_D_EQ: u8 = 12;
+/// `u64 cgroup_id` after the op (Linux 5.9, with CONFIG_SOCK_CGROUP_DATA).
+const BC_CGROUP_COND: u8 = 13;
 
 const AF_INET: u8 = libc::AF_INET as u8;
 const AF_INET6: u8 = libc::AF_INET6 as u8;
@@ -118,6 +136,115 @@ pub fn compile(filter: &Filter, family: Family) -> Option<Vec<u8>> {
     emit::emit(&program).filter(|bytes| bytes.len() <= MAX_LEN)
 }
 
+/// A program for an expression, and what it is worth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// The bytecode; `None` when the kernel has nothing to test (it sends
+    /// the whole dump) or when the program would not fit an attribute.
+    pub bytecode: Option<Vec<u8>>,
+    /// Whether the kernel, running it, decides the expression alone: it
+    /// sends exactly the sockets of the dump that match. `false` when the
+    /// program approximates (a `state` predicate the dump's states do not
+    /// settle; a `dev`, `cgroup` or `autobound` not resolved, see
+    /// [`Expr::resolve`]; a program too long): it then sends every socket
+    /// that matches and some that do not.
+    ///
+    /// A kernel may refuse a program: `fwmark` without CAP_NET_ADMIN
+    /// (EPERM), `cgroup` before Linux 5.9 or without
+    /// CONFIG_SOCK_CGROUP_DATA (EINVAL). On EINVAL
+    /// [`DiagSocket::dump_filtered`](super::netlink::DiagSocket::dump_filtered)
+    /// dumps again without the program, which user space can make up for
+    /// only where the expression has no kernel-only predicate.
+    pub exact: bool,
+}
+
+/// `expr` as inet_diag bytecode for dumps of `family` in the states
+/// `expr.states()` allows (or fewer): [`compile_expr_in`]'s bytecode for
+/// those states.
+pub fn compile_expr(expr: &Expr, family: Family) -> Option<Vec<u8>> {
+    compile_expr_in(expr, family, expr.states()).bytecode
+}
+
+/// `expr` as inet_diag bytecode for dumps of `family` whose state mask is
+/// `states`. Every socket of such a dump that [`Expr::eval_with`] accepts
+/// (whatever the kernel-only facts) the program accepts too; with
+/// [`Program::exact`], no other. The meaning of each predicate is
+/// `Expr`'s; a socket without a remote end is `0.0.0.0:0` / `[::]:0`
+/// there as in the kernel. Predicates of the other family never match
+/// (`src fe80::/10` in an IPv4 dump), and a program that can accept
+/// nothing is one jump past the end.
+pub fn compile_expr_in(expr: &Expr, family: Family, states: u32) -> Program {
+    let (root, exact) = tree::lower(expr, family, states);
+    let bytecode = match &root {
+        tree::Node::True => {
+            return Program {
+                bytecode: None,
+                exact,
+            };
+        }
+        tree::Node::False => Some(emit::reject_all()),
+        root => emit::emit_tree(root),
+    };
+    match bytecode.filter(|b| b.len() <= MAX_LEN) {
+        Some(b) => Program {
+            bytecode: Some(b),
+            exact,
+        },
+        // a jump too long for a u16, or a program for an attribute
+        None => Program {
+            bytecode: None,
+            exact: false,
+        },
+    }
+}
+
+/// The index of the network device `name` in the calling thread's network
+/// namespace (`if_nametoindex(3)`), for [`Expr::resolve`].
+pub fn if_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string; the call only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The id the kernel gives the cgroup v2 at `path`, for [`Expr::resolve`]:
+/// as ss's `get_cgroup2_id()`, `path` is a cgroup2 directory, or one under
+/// the cgroup2 mount (`/system.slice`). The id is the directory's inode
+/// number (kernfs numbers its nodes by id on 64-bit systems).
+pub fn cgroup_id(path: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let of = |p: &std::path::Path| -> Option<u64> {
+        let meta = std::fs::metadata(p).ok()?;
+        (meta.is_dir() && is_cgroup2(p)).then(|| meta.ino())
+    };
+    if let Some(id) = of(std::path::Path::new(path)) {
+        return Some(id);
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let mount = mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, dir, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        // /proc/self/mounts writes blanks in paths as octal escapes
+        (fstype == "cgroup2").then(|| dir.replace("\\040", " "))
+    })?;
+    of(&std::path::Path::new(&mount).join(path.trim_start_matches('/')))
+}
+
+/// Whether `path` is on a cgroup2 file system (`statfs(2)`).
+fn is_cgroup2(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills the zeroed struct it is given; the path is a
+    // valid NUL-terminated string.
+    unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut fs) == 0
+            && fs.f_type as u64 == libc::CGROUP2_SUPER_MAGIC as u64
+    }
+}
+
 /// Which end of the socket a test looks at: the kernel's S_* and D_* ops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -135,6 +262,17 @@ enum Test {
     /// The address is inside `addr/len`: an `inet_diag_hostcond` of the
     /// address's family (`addr` is already masked to `len` bits).
     Host(Side, IpAddr, u8),
+    /// `port == n` as a host condition with no address (`AF_UNSPEC`), as
+    /// ss sends it: every kernel knows it, unlike S_EQ/D_EQ.
+    HostPort(Side, u16),
+    /// The local port was not bound explicitly.
+    Auto,
+    /// The socket is bound to the device of this index.
+    Dev(u32),
+    /// `mark & mask == mark` (the second is the mask).
+    Mark(u32, u32),
+    /// The socket belongs to the cgroup v2 of this id.
+    Cgroup(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,10 +439,11 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The compiler's tests: its programs, run on the kernel model, must
     //! accept exactly the sockets `Filter::matches_socket` does. The
-    //! synthetic sockets, filters and ops here serve the emitter's tests too.
+    //! synthetic sockets, filters and ops here serve the emitter's tests
+    //! too, and the sockets `filter::expr`'s.
 
     use std::net::SocketAddr;
 
@@ -312,7 +451,7 @@ mod tests {
     use super::*;
     use crate::model::{Endpoint, Proto, Socket, State, Timer};
 
-    pub(super) fn sock(local: &str, remote: Option<&str>) -> Socket {
+    pub(crate) fn sock(local: &str, remote: Option<&str>) -> Socket {
         let local: SocketAddr = local.parse().unwrap();
         let remote: Option<SocketAddr> = remote.map(|r| r.parse().unwrap());
         let family = if local.is_ipv4() {

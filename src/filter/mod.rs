@@ -8,6 +8,11 @@
 //! `collect::bytecode`); the rest needs sockwho's labels and is applied after
 //! classification. Every filter is also applied in user space, so the
 //! /proc source and the kernel agree.
+//!
+//! ss's filter expressions (`sport = :22 or dst 10.0.0.0/8`), with their
+//! own parser and meaning, are in [`expr`].
+
+pub mod expr;
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -167,7 +172,7 @@ fn state_bits(name: &str) -> Option<u32> {
     Some(match name.as_str() {
         "established" | "estab" => bits(&[Established]),
         "syn-sent" => bits(&[SynSent]),
-        "syn-recv" | "syn-received" => bits(&[SynRecv]),
+        "syn-recv" | "syn-received" | "syn-rcv" => bits(&[SynRecv]),
         "fin-wait-1" | "fin-wait1" => bits(&[FinWait1]),
         "fin-wait-2" | "fin-wait2" => bits(&[FinWait2]),
         "time-wait" => bits(&[TimeWait]),
