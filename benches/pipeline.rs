@@ -137,6 +137,7 @@ fn snapshot() -> Snapshot {
         sockets,
         port_range: range,
         source: Source::Netlink,
+        selected: None,
     }
 }
 
@@ -165,6 +166,7 @@ static PARTS: LazyLock<[Part; 1]> = LazyLock::new(|| {
         labels,
         sessions,
         conntrack: None,
+        selected: None,
     }]
 });
 

@@ -180,6 +180,16 @@ pub struct Cli {
     #[arg(long = "source", value_enum, default_value_t = SourceChoice::Auto)]
     pub source: SourceChoice,
 
+    /// Read the filter expression from FILE (`-` for standard input), as
+    /// ss -F does; it is appended to one given as arguments.
+    #[arg(short = 'F', long = "filter", value_name = "FILE")]
+    pub filter_file: Option<String>,
+
+    /// An ss filter expression: `state established '( dport = :ssh or
+    /// sport = :ssh )'`. See FILTER EXPRESSIONS in the man page.
+    #[arg(value_name = "FILTER")]
+    pub expression: Vec<String>,
+
     /// Print a shell completion script and exit.
     #[arg(long = "completions", value_enum, value_name = "SHELL")]
     pub completions: Option<Shell>,
@@ -354,6 +364,54 @@ pub fn write_completions(shell: Shell, out: &mut dyn std::io::Write) {
 /// entry is a term and its text, or a paragraph when the term is empty.
 /// `tests/integration/manual.rs` renders them after clap's own sections.
 pub const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "FILTER EXPRESSIONS",
+        &[
+            (
+                "",
+                "After the options, an expression in ss's language (iproute2's misc/ssfilter.y) \
+                 selects sockets; -F FILE reads it from a file (- for standard input), after any \
+                 given as arguments. It combines with the options' filters (AND).",
+            ),
+            (
+                "state NAME, exclude NAME",
+                "In front of the expression: the states to show (they replace what -a and -l \
+                 ask for), or not to show. Names as --state takes them, and ss's groups all, \
+                 connected, synchronized, bucket, big.",
+            ),
+            (
+                "src PREFIX[:PORT], dst PREFIX[:PORT]",
+                "The local or remote address in an address or prefix (10.0.0.0/8, [::1], \
+                 fe80::/10, * for any), and its port.",
+            ),
+            (
+                "sport OP PORT, dport OP PORT",
+                "The local or remote port: = == eq, != ne neq, < lt, <= le, > gt, >= ge; \
+                 a number, :number, or a service name.",
+            ),
+            (
+                "autobound, dev NAME, fwmark MARK[/MASK], cgroup PATH",
+                "A port the kernel chose (and inside ip_local_port_range), the bound device, \
+                 the mark, the cgroup. Only the kernel's sock_diag can test these: with \
+                 --source procfs or a replayed dump they are a usage error.",
+            ),
+            (
+                "and && , or ||, not !, ( )",
+                "As in ss, and and or are read from left to right with equal weight: \
+                 a or b and c is (a or b) and c. (ss's man page says and binds tighter; ss does \
+                 not do so, and sockwho does what ss does.) A socket with no peer counts as \
+                 connected to 0.0.0.0:0 or [::]:0, as in ss.",
+            ),
+            (
+                "",
+                "Ports and addresses are compiled into sock_diag bytecode laid out as ss lays it \
+                 out, so the kernel sends only matching sockets; everything is tested again in \
+                 user space. Two differences from ss, on purpose: an IPv4-mapped address is the \
+                 IPv4 address (src ::/0 does not hold 127.0.0.1 seen through a dual-stack \
+                 socket), and not autobound is the opposite of autobound.",
+            ),
+        ],
+    ),
     (
         "EXAMPLES",
         &[

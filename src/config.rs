@@ -7,7 +7,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, ColorChoice, Format, SourceChoice};
-use crate::collect::{Inputs, KernelFilter, PerProto, Request};
+use crate::collect::{ExprFilter, Inputs, KernelFilter, PerProto, Request};
+use crate::filter::expr::{self, Query};
 use crate::filter::{Filter, PortSpec};
 use crate::model::{Family, Proto, State};
 
@@ -51,6 +52,9 @@ pub struct Config {
     pub source: SourceChoice,
     /// Where the outside world is read from (live, or replayed).
     pub inputs: Inputs,
+    /// An ss filter expression (arguments, `-F FILE`): its state words are
+    /// in `filter.states`, its family in `families`.
+    pub expression: Option<Query>,
 }
 
 /// The parts of the process environment that change what sockwho does.
@@ -93,9 +97,23 @@ impl Config {
             (false, true) => vec![Proto::Udp],
             _ => vec![Proto::Tcp, Proto::Udp],
         };
-        let families = match (cli.inet, cli.inet6) {
-            (true, false) => vec![Family::Inet],
-            (false, true) => vec![Family::Inet6],
+        let mut words = cli.expression.clone();
+        if let Some(file) = &cli.filter_file {
+            words.extend(expr::read_filter_file(file).map_err(|e| format!("filter: {e}"))?);
+        }
+        let expression = if words.is_empty() {
+            None
+        } else {
+            Some(expr::parse_with(&words, &service).map_err(|e| format!("filter: {e}"))?)
+        };
+        let families = match (
+            cli.inet,
+            cli.inet6,
+            expression.as_ref().and_then(|q| q.family),
+        ) {
+            (_, _, Some(family)) => vec![family],
+            (true, false, None) => vec![Family::Inet],
+            (false, true, None) => vec![Family::Inet6],
             _ => vec![Family::Inet, Family::Inet6],
         };
         let show = if cli.all {
@@ -120,8 +138,15 @@ impl Config {
                 .map(|p| PortSpec::parse(p.strip_prefix(':').unwrap_or(p), &service))
                 .collect()
         };
+        // the expression's state words replace what -a and -l ask for, and
+        // narrow --state
+        let flag_states = cli.state.iter().copied().reduce(|a, b| a | b);
+        let states = match (flag_states, expression.as_ref().and_then(|q| q.states)) {
+            (Some(a), Some(b)) => Some(a & b),
+            (a, b) => a.or(b),
+        };
         let filter = Filter {
-            states: cli.state.iter().copied().reduce(|a, b| a | b),
+            states,
             sport: ports(&cli.sport)?,
             dport: ports(&cli.dport)?,
             port: ports(&cli.port)?,
@@ -157,6 +182,7 @@ impl Config {
             color: color && cli.format == Format::Table,
             source: cli.source,
             inputs: env.inputs.clone(),
+            expression,
         })
     }
 
@@ -177,11 +203,21 @@ impl Config {
             inet: crate::collect::bytecode::compile(&self.filter, Family::Inet),
             inet6: crate::collect::bytecode::compile(&self.filter, Family::Inet6),
         });
+        // with an expression, the kernel runs its program (ss's) and the
+        // flags' filters are applied in user space only
+        let expr = self.expression.as_ref().and_then(|q| {
+            Some(ExprFilter {
+                expr: q.expr.clone()?,
+                states: per_proto(&|p| q.dump_states(self.wanted_states(p))),
+            })
+        });
+        let kernel_filter = kernel_filter.filter(|_| expr.is_none());
         Request {
             protos: self.protos.clone(),
             families: self.families.clone(),
             states: per_proto(&|p| self.dump_states(p)),
             kernel_filter,
+            expr,
             source: self.source,
             verbose: self.verbose,
         }

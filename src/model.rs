@@ -481,6 +481,9 @@ pub struct Snapshot {
     pub sockets: Vec<Socket>,
     pub port_range: PortRange,
     pub source: Source,
+    /// With an ss filter expression: which sockets it selected (the others
+    /// are listeners dumped for context). `None` without one.
+    pub selected: Option<Vec<bool>>,
 }
 
 /// A connection tracking tuple: one direction of a flow.

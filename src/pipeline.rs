@@ -140,6 +140,7 @@ impl<'a> Pipeline<'a> {
                     labels,
                     sessions,
                     conntrack,
+                    selected: snapshot.selected,
                 }
             })
             .collect();

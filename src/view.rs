@@ -22,6 +22,9 @@ pub struct Part {
     pub sessions: Vec<Session>,
     /// `None` where it was not read (no FTP in use); `Err` says why not.
     pub conntrack: Option<Result<Conntrack, String>>,
+    /// With an ss filter expression: the sockets it selected (by index;
+    /// those past the end, such as closed ones, are not judged by it).
+    pub selected: Option<Vec<bool>>,
 }
 
 impl Part {
@@ -48,7 +51,16 @@ pub fn shown<'a>(
 ) -> impl Iterator<Item = (&'a Part, Row<'a>)> + 'a {
     parts
         .iter()
-        .flat_map(|p| p.rows().map(move |r| (p, r)))
+        .flat_map(|p| {
+            p.rows()
+                .enumerate()
+                .filter(move |(i, _)| {
+                    p.selected
+                        .as_ref()
+                        .is_none_or(|s| s.get(*i).copied().unwrap_or(true))
+                })
+                .map(move |(_, r)| (p, r))
+        })
         .filter(|(_, r)| {
             let s = &r.socket;
             cfg.shows(s.proto, s.state)

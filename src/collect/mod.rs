@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::SourceChoice;
 use crate::error::Error;
+use crate::filter::PortSpec;
+use crate::filter::expr::{Expr, Lookup};
 use crate::model::{Conntrack, Family, PortRange, Process, Proto, Snapshot, Socket, Source, State};
 use names::{Services, Users};
 
@@ -128,39 +130,92 @@ impl Inputs {
     /// with its port range.
     pub fn snapshot(&self, request: &Request, notices: &mut Notices) -> Result<Snapshot, Error> {
         let port_range = self.port_range(notices);
+        // an ss expression names devices, cgroups and autobound ports of
+        // this namespace: resolved here, on its thread
+        let expr = match &request.expr {
+            Some(x) => {
+                let mut expr = x.expr.clone();
+                expr.resolve(&Lookup {
+                    if_index: &bytecode::if_index,
+                    cgroup_id: &bytecode::cgroup_id,
+                    port_range: PortSpec {
+                        lo: port_range.low,
+                        hi: port_range.high,
+                    },
+                })
+                .map_err(|e| Error::Usage(format!("filter: {e}")))?;
+                Some(expr)
+            }
+            None => None,
+        };
+        let expr = expr.as_ref();
+        let user_space = |why: &str| -> Result<(), Error> {
+            match expr.and_then(Expr::kernel_only) {
+                Some(word) => Err(Error::Usage(format!(
+                    "filter: '{word}' is tested by the kernel's sock_diag only, and {why}"
+                ))),
+                None => Ok(()),
+            }
+        };
+        // with an expression dumped live: how many sockets at the front it
+        // let through (the rest are listeners for context)
+        let mut selected_front = None;
         let procfs = |notices: &mut Notices| {
+            user_space("the sockets come from /proc here")?;
             read_procfs(&self.net_root(), request, notices).map(|s| (s, Source::Procfs))
         };
         let (sockets, source) = match (request.source, &self.diag_file) {
             (SourceChoice::Procfs, _) => procfs(notices)?,
             (_, Some(file)) => {
+                user_space("the sockets come from a replayed dump here")?;
                 let mut replay = netlink::Replay::open(file).map_err(|e| Error::Proc {
                     path: file.clone(),
                     source: e,
                 })?;
                 (dump(&mut replay, request, None, notices)?, Source::Netlink)
             }
-            (SourceChoice::Netlink, None) => (self.dump_live(request, notices)?, Source::Netlink),
+            (SourceChoice::Netlink, None) => {
+                let (sockets, front) = self.dump_live(request, expr, notices)?;
+                selected_front = front;
+                (sockets, Source::Netlink)
+            }
             // A replayed /proc tree has no netlink to go with it.
             (SourceChoice::Auto, None) if self.replaying() => procfs(notices)?,
             // No sock_diag (a kernel without inet_diag or udp_diag, a seccomp
             // filter): /proc/net has the same sockets.
-            (SourceChoice::Auto, None) => match self.dump_live(request, notices) {
-                Ok(sockets) => (sockets, Source::Netlink),
+            (SourceChoice::Auto, None) => match self.dump_live(request, expr, notices) {
+                Ok((sockets, front)) => {
+                    selected_front = front;
+                    (sockets, Source::Netlink)
+                }
+                Err(e @ Error::Usage(_)) => return Err(e),
                 Err(_) => procfs(notices)?,
             },
         };
-        Ok(Snapshot {
+        let mut snapshot = Snapshot {
             sockets,
             port_range,
             source,
-        })
+            selected: None,
+        };
+        if let Some(expr) = expr {
+            snapshot.selected = Some(select(&snapshot.sockets, expr, selected_front));
+        }
+        Ok(snapshot)
     }
 
-    fn dump_live(&self, request: &Request, notices: &mut Notices) -> Result<Vec<Socket>, Error> {
+    fn dump_live(
+        &self,
+        request: &Request,
+        expr: Option<&Expr>,
+        notices: &mut Notices,
+    ) -> Result<(Vec<Socket>, Option<usize>), Error> {
         let mut diag = netlink::DiagSocket::open()?;
         let hint = procfs::sockstat_hint(&self.net_root(), &request.protos);
-        dump(&mut diag, request, Some(hint), notices)
+        match expr {
+            Some(expr) => dump_expr(&mut diag, request, expr, notices).map(|(s, n)| (s, Some(n))),
+            None => dump(&mut diag, request, Some(hint), notices).map(|s| (s, None)),
+        }
     }
 
     /// The calling thread's namespace's conntrack; never from a replay.
@@ -202,8 +257,18 @@ pub struct Request {
     /// Filters the kernel can run; `None` when there are none.
     pub kernel_filter: Option<KernelFilter>,
     pub source: SourceChoice,
+    /// An ss filter expression, as parsed (resolved in each namespace).
+    pub expr: Option<ExprFilter>,
     /// Say what the kernel returned (`-v`).
     pub verbose: bool,
+}
+
+/// An ss filter expression and the states it leaves to dump.
+#[derive(Debug, Clone)]
+pub struct ExprFilter {
+    pub expr: Expr,
+    /// `Query::dump_states` of the wanted states, per protocol.
+    pub states: PerProto,
 }
 
 /// State bits for each protocol.
@@ -294,6 +359,86 @@ fn dump(
         }
     }
     Ok(sockets)
+}
+
+/// The dump for an ss expression: each family and protocol with the
+/// expression's own program (ss's layout; `--sport`-style flags are applied
+/// in user space, as always), and the listeners apart for context. Sockets
+/// the expression holds on a kernel-only test (dev, fwmark, cgroup,
+/// autobound) are kept as the kernel judged them, only where its program is
+/// exact. Returns the sockets, the selected ones first, and how many those
+/// are.
+fn dump_expr(
+    diag: &mut dyn netlink::SockDiag,
+    request: &Request,
+    expr: &Expr,
+    notices: &mut Notices,
+) -> Result<(Vec<Socket>, usize), Error> {
+    let states = request.expr.as_ref().map(|x| x.states).unwrap_or_default();
+    let mut sockets = Vec::new();
+    let mut context = Vec::new();
+    for &proto in &request.protos {
+        let listening = match proto {
+            Proto::Tcp => State::Listen.bit(),
+            Proto::Udp => State::Close.bit(),
+        };
+        for &family in &request.families {
+            let wanted = states.get(proto);
+            let start = sockets.len();
+            let program = bytecode::compile_expr_in(expr, family, wanted);
+            if wanted != 0 {
+                diag.dump_filtered(
+                    family,
+                    proto,
+                    wanted,
+                    program.bytecode.as_deref(),
+                    &mut sockets,
+                )?;
+            }
+            // undecidable in user space: only the kernel's exact verdict counts
+            for s in &sockets[start..] {
+                if expr.eval(s).is_none() && !program.exact {
+                    return Err(Error::Usage(format!(
+                        "filter: '{}' cannot be decided for {}/{} here (the kernel's program is not exact)",
+                        expr.kernel_only().unwrap_or("this test"),
+                        proto.name(),
+                        family.name()
+                    )));
+                }
+            }
+            let matched = sockets.len() - start;
+            diag.dump_filtered(family, proto, listening, None, &mut context)?;
+            if request.verbose {
+                notices.push(format!(
+                    "netlink {}/{}: the kernel returned {matched} sockets for the filter expression{}",
+                    proto.name(),
+                    family.name(),
+                    if program.bytecode.is_some() { " (filtered in the kernel)" } else { "" },
+                ));
+            }
+        }
+    }
+    let known: HashSet<Option<u64>> = sockets.iter().map(|s| s.cookie).collect();
+    let selected = sockets.len();
+    sockets.extend(context.into_iter().filter(|s| !known.contains(&s.cookie)));
+    Ok((sockets, selected))
+}
+
+/// Which sockets the expression selects: by the user-space matcher, and
+/// where it cannot judge (a kernel-only test), as the kernel did: the
+/// `front` sockets of a live dump came through its program.
+fn select(sockets: &[Socket], expr: &Expr, front: Option<usize>) -> Vec<bool> {
+    sockets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let through_kernel = front.is_some_and(|n| i < n);
+            match expr.eval(s) {
+                Some(verdict) => verdict && (front.is_none() || through_kernel),
+                None => through_kernel,
+            }
+        })
+        .collect()
 }
 
 fn read_procfs(

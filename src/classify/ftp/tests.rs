@@ -52,7 +52,7 @@ fn analyse_with(sockets: Vec<Socket>, ct: Option<&Conntrack>, extra: &[u16]) -> 
     let snapshot = Snapshot {
         sockets,
         port_range: PortRange::default(),
-        source: Default::default(),
+        ..Default::default()
     };
     let c = classify(
         &snapshot,
