@@ -30,6 +30,7 @@ pub(super) fn control_word(side: Side, remote_port: u16) -> FtpWord {
         opened_here: side == Side::Client,
         control: true,
         vote,
+        local_bound: false,
     }
 }
 
@@ -73,6 +74,8 @@ pub(super) fn mode_word(
         opened_here,
         control: false,
         vote,
+        // a passive range is bound explicitly: its parity is chance
+        local_bound: passive_range && side == Side::Server,
     }
 }
 

@@ -197,6 +197,9 @@ pub struct FtpWord {
     /// connection's mode (`ftp-mode`).
     pub control: bool,
     pub vote: Vote,
+    /// The local port was bound on purpose (a server's passive range), so
+    /// its parity says nothing of `connect()`.
+    pub local_bound: bool,
 }
 
 /// How much FTP's word weighs beside the socket's own signals.
@@ -347,6 +350,7 @@ fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) 
     if s.proto == Proto::Tcp
         && local == PortClass::Ephemeral
         && !local_listener
+        && !seen.ftp.is_some_and(|w| w.local_bound)
         && has_connect_parity(s.local.port, range)
     {
         outbound.push(Evidence::ConnectParity);

@@ -254,3 +254,6 @@ fn canonical_ends(s: &Socket) -> (Endpoint, Endpoint) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod brief_tests;
