@@ -70,6 +70,13 @@ pub struct RecentSession {
     last_seen: Instant,
 }
 
+impl RecentSession {
+    /// When its control connection was last in the table.
+    pub fn last_seen(&self) -> Instant {
+        self.last_seen
+    }
+}
+
 /// A pending data listener of a session, seen on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RememberedPending {

@@ -241,13 +241,24 @@ impl Found<'_> {
                 c.listener,
                 c.same_process,
                 c.tied(),
-                !c.hosts_only || c.evidence.contains(&FtpEvidence::PassiveRange),
+                !c.hosts_only,
+                c.evidence.contains(&FtpEvidence::PassiveRange),
             )
         };
+        // then the live control connection, one in the table before one
+        // remembered, and the newest (remembered ones come in the order
+        // they were last seen)
         candidates.sort_by_key(|c| {
             let control = &self.controls[c.control];
             let ctl = control.index.map_or(0, |i| self.sockets[i].inode);
-            std::cmp::Reverse((strength(c), control.live, ctl <= inode || inode == 0, ctl))
+            std::cmp::Reverse((
+                strength(c),
+                control.live,
+                control.index.is_some(),
+                ctl <= inode || inode == 0,
+                ctl,
+                c.control,
+            ))
         });
         let best = candidates.first()?;
         let session = self.controls[best.control].session;

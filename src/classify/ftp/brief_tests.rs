@@ -467,3 +467,48 @@ fn the_clients_remembered_listener_says_active() {
     assert_eq!(tag(&c, 1), Some((1, Data, Client, Some(Active), High)));
     assert_eq!(evidence(&c, 1), vec![F::RememberedPending, F::DataListener]);
 }
+
+/// curl in a loop: a session a second, each gone when the next starts. A
+/// pending listener seen earlier picks its own session among them; the
+/// hosts alone cannot, and say so.
+#[test]
+fn among_sessions_one_after_another_the_remembered_listener_picks() {
+    let t0 = Instant::now();
+    let mut m = Memory::default();
+    let ctl = |port: u16| {
+        py(
+            &format!("10.0.0.1:21"),
+            Some(&format!("10.0.0.2:{port}")),
+            2,
+        )
+    };
+    let pasv = py("10.0.0.1:45001", None, 3);
+    refresh(&mut m, t0, &[listening(), ctl(40000), pasv]);
+    refresh(
+        &mut m,
+        t0 + Duration::from_secs(1),
+        &[listening(), ctl(40100)],
+    );
+    refresh(
+        &mut m,
+        t0 + Duration::from_secs(2),
+        &[listening(), ctl(40200)],
+    );
+    let c = run(
+        &[
+            listening(),
+            time_wait("10.0.0.1:45001", "10.0.0.2:40004"),
+            time_wait("10.0.0.1:45003", "10.0.0.2:40204"),
+        ],
+        None,
+        Some(&m),
+    );
+    let session = |i: usize| &c.sessions[c.labels[i].ftp.as_ref().unwrap().session as usize - 1];
+    assert_eq!(session(1).client, ep("10.0.0.2:40000"));
+    assert_eq!(tag(&c, 1).map(|t| t.4), Some(Medium), "a loose listener");
+    assert!(!evidence(&c, 1).contains(&F::SeveralSessions));
+    // must not: the hosts alone pick the newest, and say it is a guess
+    assert_eq!(session(2).client, ep("10.0.0.2:40200"));
+    assert!(evidence(&c, 2).contains(&F::SeveralSessions));
+    assert_eq!(tag(&c, 2).map(|t| t.4), Some(Low));
+}

@@ -140,7 +140,10 @@ pub(super) fn find(
 /// they went may still belong to it. [`super::analyse`] drops those that
 /// nothing joins.
 pub(super) fn remembered(memory: &Memory, controls: &mut Vec<Control>, ftp: &mut Ftp) {
-    for r in memory.sessions() {
+    // oldest first: the newest wins ties (`Found::choose`)
+    let mut recent: Vec<_> = memory.sessions().collect();
+    recent.sort_by_key(|r| (r.last_seen(), r.client.port));
+    for r in recent {
         let shown = controls.iter().any(|c| {
             let s = &ftp.sessions[c.session];
             c.side == r.side && s.client == r.client && s.server == r.server
