@@ -475,13 +475,7 @@ fn the_clients_remembered_listener_says_active() {
 fn among_sessions_one_after_another_the_remembered_listener_picks() {
     let t0 = Instant::now();
     let mut m = Memory::default();
-    let ctl = |port: u16| {
-        py(
-            &format!("10.0.0.1:21"),
-            Some(&format!("10.0.0.2:{port}")),
-            2,
-        )
-    };
+    let ctl = |port: u16| py("10.0.0.1:21", Some(&format!("10.0.0.2:{port}")), 2);
     let pasv = py("10.0.0.1:45001", None, 3);
     refresh(&mut m, t0, &[listening(), ctl(40000), pasv]);
     refresh(
