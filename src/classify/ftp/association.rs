@@ -43,6 +43,12 @@ pub(super) fn attach(
             Pass::Orphaned => passive_ranges(sockets, ftp, cx.memory),
             _ => HashMap::new(),
         };
+        let mut pending: HashMap<u16, Vec<usize>> = HashMap::new();
+        for (i, f) in ftp.labels.iter().enumerate() {
+            if f.as_ref().is_some_and(|f| f.role == Role::Pending) {
+                pending.entry(sockets[i].local.port).or_default().push(i);
+            }
+        }
         for (i, s) in sockets.iter().enumerate() {
             let wanted = s.proto == Proto::Tcp
                 && match pass {
@@ -63,6 +69,7 @@ pub(super) fn attach(
                 range: cx.range,
                 memory: cx.memory,
                 passive: &passive,
+                pending: &pending,
             };
             let label = match pass {
                 Pass::Listeners => found.pending(i, ports),
@@ -196,6 +203,8 @@ struct Found<'a> {
     memory: Option<&'a Memory>,
     /// Each server's passive range (`passive_ranges()`).
     passive: &'a HashMap<Endpoint, (u16, u16)>,
+    /// The sockets labelled pending, by local port.
+    pending: &'a HashMap<u16, Vec<usize>>,
 }
 
 impl Found<'_> {
@@ -214,8 +223,9 @@ impl Found<'_> {
     /// The single-use pending listener of `session` on `side` that takes
     /// connections on `ep`, if any: it ties what it accepted to the session.
     fn pending_listener_on(&self, session: usize, side: Side, ep: &Endpoint) -> Option<bool> {
-        self.sockets.iter().zip(self.ftp).find_map(|(l, f)| {
-            let f = f.as_ref()?;
+        // the pending listeners, by port: found once a pass, not per socket
+        self.pending.get(&ep.port)?.iter().find_map(|&i| {
+            let (l, f) = (&self.sockets[i], self.ftp[i].as_ref()?);
             let ours =
                 f.role == Role::Pending && f.session as usize == session + 1 && f.side == side;
             let takes = l.local.port == ep.port
