@@ -146,12 +146,14 @@ impl<'a> Pipeline<'a> {
             .collect();
         if let Some(cache) = &mut self.cache {
             // what this refresh saw is evidence for the next ones
+            let now = std::time::Instant::now();
             for p in &parts {
-                cache
-                    .memory
-                    .entry(p.inode)
-                    .or_default()
-                    .learn(p.sockets.iter());
+                cache.memory.entry(p.inode).or_default().learn(
+                    now,
+                    &p.sockets,
+                    &p.labels,
+                    &p.sessions,
+                );
             }
         }
         Ok(parts)

@@ -8,6 +8,12 @@
 //! the kernel gives `connect()` ports (`docs/ftp.md`, *Port parity*).
 //! Agreeing strong signals give `high`; weak ones alone give `medium` (two or
 //! more) or `low` (one); signals that disagree give `unknown`.
+//!
+//! FTP's word on who opened a connection (a control connection's client
+//! opened it; a data connection's mode says which end did) is evidence too
+//! ([`FtpWord`], `ftp-control` and `ftp-mode`): as strong as what FTP rests
+//! on, and only where FTP knows something this module did not already
+//! count (`agree.rs` says which).
 
 use serde::Serialize;
 
@@ -67,6 +73,11 @@ wire_enum! {
         RemoteEphemeral => "remote-ephemeral",
         /// The local ephemeral port has the parity the kernel gives `connect()`.
         ConnectParity => "connect-parity",
+        /// An FTP data connection: its mode and this host's side say who
+        /// opened it (passive: the client, active: the server).
+        FtpMode => "ftp-mode",
+        /// An FTP control connection: its client opened it.
+        FtpControl => "ftp-control",
     }
 }
 
@@ -177,6 +188,51 @@ impl Verdict {
     }
 }
 
+/// What FTP knows of who opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FtpWord {
+    /// This host opened it.
+    pub opened_here: bool,
+    /// A control connection's side (`ftp-control`), else a data
+    /// connection's mode (`ftp-mode`).
+    pub control: bool,
+    pub vote: Vote,
+    /// The local port was bound on purpose (a server's passive range), so
+    /// its parity says nothing of `connect()`.
+    pub local_bound: bool,
+}
+
+/// How much FTP's word weighs beside the socket's own signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vote {
+    /// A fact of FTP (port 20): a strong signal.
+    Strong,
+    /// As many weak signals as said (port parity FTP reads and direction
+    /// does not: the remote port's, a `bind(0)` port's, a passive range).
+    Weak(u8),
+    /// Drawn from this verdict's own signals or conntrack's: it agrees and
+    /// weighs nothing more, so nothing is counted twice.
+    Agrees,
+}
+
+impl FtpWord {
+    fn evidence(self) -> Evidence {
+        if self.control {
+            Evidence::FtpControl
+        } else {
+            Evidence::FtpMode
+        }
+    }
+
+    fn direction(self) -> Direction {
+        if self.opened_here {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
+    }
+}
+
 /// What is known of a socket beside the socket table of this moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seen {
@@ -189,12 +245,25 @@ pub struct Seen {
     /// Whether a listener covers the local endpoint, where the caller has
     /// already asked (it is the `listening` label too).
     pub local_listener: Option<bool>,
+    /// What FTP knows of who opened it, once FTP has looked (`agree.rs`).
+    pub ftp: Option<FtpWord>,
 }
 
 /// The direction of `s`. conntrack's word, where it tracks the connection,
 /// settles the question; the other signals that agree with it are kept as
 /// evidence. What earlier refreshes saw counts as a fact too.
 pub fn direction(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) -> Verdict {
+    let mut verdict = with_conntrack(s, listeners, range, seen);
+    // FTP's word drawn from these very signals: shown where it agrees
+    if let Some(word) = seen.ftp.filter(|w| w.vote == Vote::Agrees)
+        && verdict.direction == word.direction()
+    {
+        verdict.evidence.push(word.evidence());
+    }
+    verdict
+}
+
+fn with_conntrack(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) -> Verdict {
     let verdict = by_sockets(s, listeners, range, seen);
     let Some(here) = seen.opened_here else {
         return verdict;
@@ -281,17 +350,47 @@ fn by_sockets(s: &Socket, listeners: &Listeners, range: &PortRange, seen: Seen) 
     if s.proto == Proto::Tcp
         && local == PortClass::Ephemeral
         && !local_listener
+        && !seen.ftp.is_some_and(|w| w.local_bound)
         && has_connect_parity(s.local.port, range)
     {
         outbound.push(Evidence::ConnectParity);
     }
-    weigh(inbound, outbound)
+    let mut extra = Extra::default();
+    if let Some(word) = seen.ftp {
+        let (set, strong, more) = if word.opened_here {
+            (&mut outbound, &mut extra.strong_out, &mut extra.more_out)
+        } else {
+            (&mut inbound, &mut extra.strong_in, &mut extra.more_in)
+        };
+        match word.vote {
+            Vote::Strong => {
+                set.push(word.evidence());
+                *strong = true;
+            }
+            Vote::Weak(n) => {
+                set.push(word.evidence());
+                *more = usize::from(n.saturating_sub(1));
+            }
+            Vote::Agrees => {}
+        }
+    }
+    weigh(inbound, outbound, extra)
 }
 
-fn weigh(inbound: EvidenceSet, outbound: EvidenceSet) -> Verdict {
-    let strong_in = inbound.iter().any(|e| e.strong());
-    let strong_out = outbound.iter().any(|e| e.strong());
-    let (direction, winner) = match (strong_in, strong_out) {
+/// Weight beside what the evidence sets say by themselves: FTP's word is
+/// strong or weak by what it rests on, and may count as two weak signals.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extra {
+    strong_in: bool,
+    strong_out: bool,
+    more_in: usize,
+    more_out: usize,
+}
+
+fn weigh(inbound: EvidenceSet, outbound: EvidenceSet, extra: Extra) -> Verdict {
+    let strong_in = extra.strong_in || inbound.iter().any(|e| e.strong());
+    let strong_out = extra.strong_out || outbound.iter().any(|e| e.strong());
+    let (direction, winner, count) = match (strong_in, strong_out) {
         (true, false) => return Verdict::new(Direction::Inbound, Some(Confidence::High), inbound),
         (false, true) => {
             return Verdict::new(Direction::Outbound, Some(Confidence::High), outbound);
@@ -300,12 +399,16 @@ fn weigh(inbound: EvidenceSet, outbound: EvidenceSet) -> Verdict {
         // this host): the conventions cannot settle it.
         (true, true) => return unknown(inbound, outbound),
         (false, false) => match (inbound.is_empty(), outbound.is_empty()) {
-            (false, true) => (Direction::Inbound, inbound),
-            (true, false) => (Direction::Outbound, outbound),
+            (false, true) => (Direction::Inbound, inbound, inbound.len() + extra.more_in),
+            (true, false) => (
+                Direction::Outbound,
+                outbound,
+                outbound.len() + extra.more_out,
+            ),
             _ => return unknown(inbound, outbound),
         },
     };
-    let confidence = if winner.len() >= 2 {
+    let confidence = if count >= 2 {
         Confidence::Medium
     } else {
         Confidence::Low

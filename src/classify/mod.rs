@@ -1,7 +1,10 @@
 //! Pure functions over a [`Snapshot`]: port classes, listening ports,
 //! direction and FTP sessions for every socket. No I/O happens here, so every
-//! rule is tested on sockets built in code.
+//! rule is tested on sockets built in code. Direction is weighed first, FTP
+//! reads it, and then what FTP knows of who opened its sockets is weighed
+//! into their direction (`agree.rs`), so that the two never contradict.
 
+mod agree;
 pub mod direction;
 pub mod flows;
 pub mod ftp;
@@ -60,11 +63,21 @@ pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
             range: &snapshot.port_range,
             flows: &flows,
             extra_ports: cx.ftp_ports,
+            memory: cx.memory,
         },
     );
     for (l, f) in labels.iter_mut().zip(found.labels) {
         l.ftp = f.map(Box::new);
     }
+    agree::reconcile(&mut labels, |i, word| {
+        let s = &snapshot.sockets[i];
+        let local_listening = listeners.covers(s.proto, &s.local);
+        let seen = direction::Seen {
+            ftp: Some(word),
+            ..seen_of(s, local_listening, &flows, cx.memory)
+        };
+        direction::direction(s, &listeners, &snapshot.port_range, seen)
+    });
     Classified {
         labels,
         sessions: found.sessions,
@@ -80,18 +93,29 @@ fn label(
 ) -> Labels {
     let range = &snapshot.port_range;
     let local_listening = listeners.covers(s.proto, &s.local);
-    let seen = direction::Seen {
-        local_listener: Some(local_listening),
-        opened_here: flows.flow_of(s).map(|f| f.opened_here),
-        handshake: memory.and_then(|m| m.opened_here(s)),
-        listener: memory
-            .is_some_and(|m| s.proto == crate::model::Proto::Tcp && m.listener_was_on(&s.local)),
-    };
+    let seen = seen_of(s, local_listening, flows, memory);
     Labels {
         local_class: ports::port_class(s.local.port, range),
         local_listening,
         remote_class: s.remote.map(|r| ports::port_class(r.port, range)),
         direction: direction::direction(s, listeners, range, seen),
+        ftp: None,
+    }
+}
+
+/// What conntrack and earlier refreshes know of `s`'s direction.
+fn seen_of(
+    s: &Socket,
+    local_listening: bool,
+    flows: &FlowIndex,
+    memory: Option<&Memory>,
+) -> direction::Seen {
+    direction::Seen {
+        local_listener: Some(local_listening),
+        opened_here: flows.flow_of(s).map(|f| f.opened_here),
+        handshake: memory.and_then(|m| m.opened_here(s)),
+        listener: memory
+            .is_some_and(|m| s.proto == crate::model::Proto::Tcp && m.listener_was_on(&s.local)),
         ftp: None,
     }
 }

@@ -110,10 +110,23 @@ impl View<'_> {
         // the control connection first, then data, then pending listeners
         members.sort_by_key(|r| r.labels.ftp.as_ref().map(|f| f.role as u8));
         let ftp = |r: &Row| r.labels.ftp.clone();
-        let sides: Vec<Side> = members
+        let mut sides: Vec<Side> = members
             .iter()
             .filter_map(|r| ftp(r).filter(|f| f.role == Role::Control).map(|f| f.side))
             .collect();
+        if sides.is_empty() {
+            // a session remembered after its control connection went
+            sides = members
+                .iter()
+                .filter_map(|r| ftp(r).map(|f| f.side))
+                .collect();
+            sides.sort_by_key(|s| *s == Side::Client);
+            sides.dedup();
+        }
+        let data = members
+            .iter()
+            .filter(|r| ftp(r).is_some_and(|f| f.role == Role::Data))
+            .count();
         let mut modes: Vec<Mode> = members
             .iter()
             .filter_map(|r| {
@@ -124,6 +137,14 @@ impl View<'_> {
             .collect();
         modes.dedup();
         let mode = match modes.as_slice() {
+            [] if data > 0 => format!(
+                "mode unknown (who opened its {} cannot be told)",
+                if data == 1 {
+                    "data connection"
+                } else {
+                    "data connections"
+                }
+            ),
             [] => "mode not seen yet (no data connection open)".to_string(),
             [m] => format!("{} mode", mode_words(Some(*m))),
             _ => "active and passive data connections".to_string(),
@@ -230,7 +251,7 @@ impl View<'_> {
                 writeln!(out, "  - {line}")?;
             }
         }
-        for line in firewall(&members, session, &sides) {
+        for line in firewall(&members, session, &sides, data > 0) {
             writeln!(out, "  {line}")?;
         }
         writeln!(
@@ -288,7 +309,7 @@ fn explain(r: &Row, range: &PortRange) -> Option<String> {
 
 /// What a stateful firewall on each side must let through for this
 /// session, for each mode its data channels use.
-fn firewall(members: &[Row], session: &Session, here: &[Side]) -> Vec<String> {
+fn firewall(members: &[Row], session: &Session, here: &[Side], data: bool) -> Vec<String> {
     // the port each data channel is opened to: the server's in passive mode,
     // the client's in active mode
     let target = |r: &Row| -> Option<(Mode, u16)> {
@@ -353,9 +374,12 @@ fn firewall(members: &[Row], session: &Session, here: &[Side]) -> Vec<String> {
         ));
     }
     if ports(Mode::Passive).is_none() && ports(Mode::Active).is_none() {
-        lines.push(
-            "Data ports depend on the mode, not seen yet (no data connection open).".to_string(),
-        );
+        lines.push(if data {
+            "Data ports depend on the mode, which the data connections seen do not tell."
+                .to_string()
+        } else {
+            "Data ports depend on the mode, not seen yet (no data connection open).".to_string()
+        });
     }
     lines
 }
@@ -376,5 +400,79 @@ fn helper_words(helper: Helper, port: u16) -> String {
         Helper::NotTracked => "conntrack does not track this connection here (no rule in this namespace uses it).".to_string(),
         Helper::Unknown => "conntrack read from /proc does not show whether the ftp helper is assigned.".to_string(),
         Helper::Unreadable => "conntrack could not be read: whether the ftp helper is assigned is unknown.".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Classified, Context, classify};
+    use crate::model::{Snapshot, Socket, Source};
+
+    fn view(sockets: Vec<Socket>) -> String {
+        let snapshot = Snapshot {
+            sockets,
+            port_range: PortRange::default(),
+            source: Source::Netlink,
+        };
+        let Classified { labels, sessions } = classify(&snapshot, Context::default());
+        let part = Part {
+            inode: 0,
+            netns: None,
+            port_range: snapshot.port_range,
+            source: snapshot.source,
+            sockets: snapshot.sockets,
+            labels,
+            sessions,
+            conntrack: None,
+        };
+        let mut out = Vec::new();
+        write(&[part], Palette::new(false), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn session(data: Socket) -> Vec<Socket> {
+        vec![
+            Socket::tcp("0.0.0.0:21", None)
+                .inode(1)
+                .process(10, "python3"),
+            Socket::tcp("10.0.0.1:21", Some("10.0.0.2:20000"))
+                .inode(2)
+                .process(10, "python3"),
+            data.process(10, "python3"),
+        ]
+    }
+
+    /// Issue 10 item 4: a data connection listed under "no data connection
+    /// open". pyftpdlib active to a client of another port range now has its
+    /// mode; where nothing tells, the view says so of the connection it lists.
+    #[test]
+    fn the_mode_line_speaks_of_the_data_connections_listed_issue_10() {
+        let active = view(session(
+            Socket::tcp("10.0.0.1:40001", Some("10.0.0.2:20001")).inode(3),
+        ));
+        assert!(
+            active.contains("Session 1: this host is the server; active mode"),
+            "{active}"
+        );
+        assert!(active.contains("server (here)"), "{active}");
+        let unknown = view(session(
+            Socket::tcp("10.0.0.1:5001", Some("10.0.0.2:20001")).inode(3),
+        ));
+        assert!(
+            unknown.contains(
+                "Session 1: this host is the server; mode unknown (who opened its data connection cannot be told)"
+            ),
+            "{unknown}"
+        );
+        assert!(!unknown.contains("no data connection open"), "{unknown}");
+        // must not: a session with no data connection yet
+        let mut none = session(Socket::tcp("10.0.0.1:2222", None));
+        none.pop();
+        let none = view(none);
+        assert!(
+            none.contains("mode not seen yet (no data connection open)"),
+            "{none}"
+        );
     }
 }

@@ -63,6 +63,48 @@ fn assert_ftp(ftp: &Value, session: u64, role: &str, side: &str, mode: Option<&s
     assert_eq!(ftp["mode"].as_str(), mode, "{ftp}");
 }
 
+/// The direction FTP's label of `s` implies: a control connection's client
+/// opened it; a passive data connection the client, an active one the server.
+fn ftp_direction(s: &Value) -> Option<&'static str> {
+    let f = &s["ftp"];
+    let client_opened = match (f["role"].as_str()?, f["mode"].as_str()) {
+        ("control", _) | ("data", Some("passive")) => true,
+        ("data", Some("active")) => false,
+        _ => return None,
+    };
+    let here = f["side"] == "client";
+    Some(if client_opened == here {
+        "outbound"
+    } else {
+        "inbound"
+    })
+}
+
+/// Issue 10 item 4: `direction` and `ftp` never contradict each other on
+/// any socket: the direction FTP implies, or `unknown` with FTP's label `low`.
+#[track_caller]
+pub fn assert_agree(doc: &Value) {
+    for s in sockets(doc) {
+        let Some(want) = ftp_direction(s) else {
+            continue;
+        };
+        assert!(
+            s["direction"] == want
+                || (s["direction"] == "unknown" && s["ftp"]["confidence"] == "low"),
+            "direction {} ({}) but FTP says {want}: {s}",
+            s["direction"],
+            s["direction_evidence"]
+        );
+    }
+}
+
+/// `doc`, once its labels are seen to agree.
+#[track_caller]
+pub fn checked(doc: Value) -> Value {
+    assert_agree(&doc);
+    doc
+}
+
 const ECHO_SERVER: &str = "import socket,sys\n\
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
 s.bind(('0.0.0.0',2222)); s.listen()\n\
@@ -95,8 +137,8 @@ fn passive_session_from_each_side() {
     let _web_conn = web.accept().unwrap();
 
     let t = suppaftp_download(&h.cli, &format!("{SRV4}:21"), Mode::Passive);
-    let srv = h.srv.json(&["-tanp"]);
-    let cli = h.cli.json(&["-tanp"]);
+    let srv = checked(h.srv.json(&["-tanp"]));
+    let cli = checked(h.cli.json(&["-tanp"]));
 
     // the server's view
     let ctl = ftp_of(&srv, 21, t.control_port);
@@ -186,8 +228,8 @@ fn active_session_from_each_side() {
     let h = Hosts::new("actv");
     let _server = libunftp(&h.srv, &format!("{SRV4}:21"), 50000..=50100);
     let t = suppaftp_download(&h.cli, &format!("{SRV4}:21"), Mode::Active);
-    let srv = h.srv.json(&["-tanp"]);
-    let cli = h.cli.json(&["-tanp"]);
+    let srv = checked(h.srv.json(&["-tanp"]));
+    let cli = checked(h.cli.json(&["-tanp"]));
     assert_ftp(
         ftp_of(&srv, 21, t.control_port),
         1,
@@ -257,7 +299,7 @@ fn pending_data_channels_on_each_side() {
         &["/usr/bin/python3", "-c", RAW_CLIENT, "pasv", SRV4],
         None,
     );
-    let srv = h.srv.json(&["-tanp"]);
+    let srv = checked(h.srv.json(&["-tanp"]));
     let pending = one(&srv, "passive listener", |s| {
         s["state"] == "LISTEN" && (51000..=51100).contains(&port(&s["local"]))
     });
@@ -268,7 +310,7 @@ fn pending_data_channels_on_each_side() {
         &["/usr/bin/python3", "-c", RAW_CLIENT, "port", SRV4],
         None,
     );
-    let cli = h.cli.json(&["-tanp"]);
+    let cli = checked(h.cli.json(&["-tanp"]));
     let listener = one(&cli, "active listener", |s| s["state"] == "LISTEN");
     assert_ftp(&listener["ftp"], 2, "pending", "client", Some("active"));
     let lport = port(&listener["local"]);
@@ -293,7 +335,7 @@ fn epsv_and_eprt_over_ipv6_and_a_second_control_port() {
     let h = Hosts::new("six");
     let _server = libunftp(&h.srv, &format!("[{SRV6}]:21"), 52000..=52100);
     let epsv = suppaftp_download(&h.cli, &format!("[{SRV6}]:21"), Mode::ExtendedPassive);
-    let srv = h.srv.json(&["-tanp"]);
+    let srv = checked(h.srv.json(&["-tanp"]));
     let data = data_socket(&srv, true, 52000..=52100);
     assert_eq!(data["family"], "inet6");
     assert_ftp(&data["ftp"], 1, "data", "server", Some("passive"));
@@ -330,7 +372,7 @@ fn epsv_and_eprt_over_ipv6_and_a_second_control_port() {
     );
     wait_listening(&h.srv, 2100);
     let eprt = suppaftp_download(&h.cli, &format!("[{SRV6}]:2100"), Mode::Active);
-    let unnamed = h.cli.json(&["-tanp"]);
+    let unnamed = checked(h.cli.json(&["-tanp"]));
     let live: Vec<&Value> = sockets(&unnamed)
         .iter()
         .filter(|s| established(s))
@@ -345,7 +387,7 @@ fn epsv_and_eprt_over_ipv6_and_a_second_control_port() {
         "2100 is no control port by default: {unnamed:#}"
     );
     for (ns, side) in [(&h.cli, "client"), (&h.srv, "server")] {
-        let doc = ns.json(&["-tanp", "--ftp-port", "2100"]);
+        let doc = checked(ns.json(&["-tanp", "--ftp-port", "2100"]));
         let ctl = one(&doc, "control", |s| {
             established(s) && (port(&s["local"]) == 2100 || port(&s["remote"]) == 2100)
         });
@@ -415,7 +457,7 @@ fn two_sessions_at_once_with_curl() {
         std::thread::sleep(Duration::from_millis(100));
     }
     for (ns, side) in [(&h.srv, "server"), (&h.cli, "client")] {
-        let doc = ns.json(&["-tanp"]);
+        let doc = checked(ns.json(&["-tanp"]));
         let sessions_of = |family: &str| -> Vec<u64> {
             sockets(&doc)
                 .iter()
@@ -472,7 +514,7 @@ fn conntrack_helper_ties_data_to_its_session() {
     let pasv = suppaftp_download(&h.cli, &format!("{SRV4}:21"), Mode::Passive);
     let actv = suppaftp_download(&h.cli, &format!("{SRV4}:21"), Mode::Active);
     for (ns, side) in [(&h.srv, "server"), (&h.cli, "client")] {
-        let doc = ns.json(&["-tanp"]);
+        let doc = checked(ns.json(&["-tanp"]));
         let ctl = |client_port: u16| {
             &one(&doc, "control", |s| {
                 established(s)

@@ -9,6 +9,7 @@ mod decode;
 mod engine;
 mod errors;
 mod ftp;
+mod ftp_brief;
 mod harness;
 mod hostile;
 mod labels;

@@ -1,19 +1,27 @@
 //! Which session each data connection and pending data listener belongs
-//! to, and how sure that is. A socket is tied to a session only on evidence
-//! of association: conntrack's expectation (exact where its master is the
-//! control connection), port 20, a pending listener of the session, or the
-//! same owning process; never for being between the same two hosts. Among
-//! several sessions, [`Found::choose`] ranks the evidence.
+//! to, and how sure that is. A live socket is tied to a session only on
+//! evidence of association: conntrack's expectation (exact where its master
+//! is the control connection), port 20, a pending listener of the session,
+//! or the same owning process; never for being between the same two hosts.
+//! A socket seen only as it went (`orphaned()`: TIME_WAIT, closed) has no
+//! owner to ask, so there the session's hosts and ports count too
+//! (`same-hosts`, `low` alone; `medium` with the server's passive range),
+//! beside a pending listener of the session that watch mode saw
+//! (`remembered-pending`); and closing or remembered control connections
+//! may own it. Among several sessions, [`Found::choose`] ranks the evidence.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::control::{Control, ControlPorts};
 use super::{
-    Context, Ftp, FtpEvidence, FtpLabel, Helper, Role, Session, Side, canonical_ends, mode,
+    Context, Ftp, FtpEvidence, FtpLabel, Helper, Mode, Role, Session, Side, canonical_ends, mode,
+    orphaned,
 };
-use crate::classify::Labels;
 use crate::classify::direction::Confidence;
 use crate::classify::flows::FlowIndex;
+use crate::classify::memory::Memory;
+use crate::classify::{Labels, agree};
 use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, Tuple, canonical};
 
 /// Labels the data connections and pending listeners among `sockets` that
@@ -26,12 +34,28 @@ pub(super) fn attach(
     cx: Context<'_>,
     ftp: &mut Ftp,
 ) {
-    let ct = cx.flows;
     // Listeners first: a data connection accepted from a session's pending
-    // listener (vsftpd keeps it open) belongs to that session.
-    for listen in [true, false] {
+    // listener (vsftpd keeps it open) belongs to that session. Then live
+    // data connections, whose passive ports tell the server's passive range
+    // to those seen only as they went.
+    for pass in [Pass::Listeners, Pass::Live, Pass::Orphaned] {
+        let passive = match pass {
+            Pass::Orphaned => passive_ranges(sockets, ftp, cx.memory),
+            _ => HashMap::new(),
+        };
+        let mut pending: HashMap<u16, Vec<usize>> = HashMap::new();
+        for (i, f) in ftp.labels.iter().enumerate() {
+            if f.as_ref().is_some_and(|f| f.role == Role::Pending) {
+                pending.entry(sockets[i].local.port).or_default().push(i);
+            }
+        }
         for (i, s) in sockets.iter().enumerate() {
-            let wanted = s.proto == Proto::Tcp && (s.state == State::Listen) == listen;
+            let wanted = s.proto == Proto::Tcp
+                && match pass {
+                    Pass::Listeners => s.state == State::Listen,
+                    Pass::Live => s.state != State::Listen && !orphaned(s),
+                    Pass::Orphaned => s.state != State::Listen && orphaned(s),
+                };
             if ftp.labels[i].is_some() || !wanted {
                 continue;
             }
@@ -41,13 +65,15 @@ pub(super) fn attach(
                 ftp: &ftp.labels,
                 controls,
                 sessions: &ftp.sessions,
-                ct,
+                ct: cx.flows,
                 range: cx.range,
+                memory: cx.memory,
+                passive: &passive,
+                pending: &pending,
             };
-            let label = if listen {
-                found.pending(i, ports)
-            } else {
-                found.data(i)
+            let label = match pass {
+                Pass::Listeners => found.pending(i, ports),
+                _ => found.data(i),
             };
             if let Some(label) = label {
                 ftp.sessions[label.session as usize - 1].members.push(i);
@@ -55,6 +81,60 @@ pub(super) fn attach(
             }
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Listeners,
+    Live,
+    Orphaned,
+}
+
+/// The widest range of passive ports a server is taken to use: a configured
+/// range (vsftpd's `pasv_min_port`, ProFTPD's `PassivePorts`) is usually
+/// narrow; ports the kernel or a program picks from all over the ephemeral
+/// range say nothing about the next one.
+const PASSIVE_RANGE_SPAN: u16 = 1000;
+
+/// Each server's passive range, where two or more passive ports of it were
+/// seen within [`PASSIVE_RANGE_SPAN`]: those of this snapshot's pending
+/// listeners and live passive data connections, and those watch mode saw.
+fn passive_ranges(
+    sockets: &[Socket],
+    ftp: &Ftp,
+    memory: Option<&Memory>,
+) -> HashMap<Endpoint, (u16, u16)> {
+    let mut seen: HashMap<Endpoint, Vec<u16>> = HashMap::new();
+    for (s, f) in sockets.iter().zip(&ftp.labels) {
+        let Some(f) = f.as_ref().filter(|f| f.role != Role::Control) else {
+            continue;
+        };
+        if f.mode != Some(Mode::Passive) {
+            continue;
+        }
+        let port = match (f.side, s.remote) {
+            (Side::Server, _) => s.local.port,
+            (Side::Client, Some(r)) => r.port,
+            (Side::Client, None) => continue,
+        };
+        let server = ftp.sessions[f.session as usize - 1].server;
+        seen.entry(server).or_default().push(port);
+    }
+    if let Some(m) = memory {
+        let servers: Vec<Endpoint> = ftp.sessions.iter().map(|s| s.server).collect();
+        for server in servers {
+            let ports = seen.entry(server).or_default();
+            ports.extend(m.passive_ports(server));
+        }
+    }
+    seen.into_iter()
+        .filter_map(|(server, mut ports)| {
+            ports.sort_unstable();
+            ports.dedup();
+            let (&low, &high) = (ports.first()?, ports.last()?);
+            (ports.len() >= 2 && high - low <= PASSIVE_RANGE_SPAN).then_some((server, (low, high)))
+        })
+        .collect()
 }
 
 fn share_owner(a: &Socket, b: &Socket) -> bool {
@@ -68,20 +148,29 @@ struct Candidate {
     control: usize,
     /// conntrack tied it to this very control connection.
     exact: bool,
-    /// Accepted from a single-use pending listener of the session.
+    /// Accepted from a single-use pending listener of the session (open now,
+    /// or seen by watch mode).
     listener: bool,
     same_process: bool,
+    /// Nothing but the hosts and ports ties it (`same-hosts`, and perhaps
+    /// `passive-range`).
+    hosts_only: bool,
     evidence: Vec<FtpEvidence>,
 }
 
 impl Candidate {
-    /// How sure the tie is: certain with session-specific or host-level
-    /// evidence, a guess on the owner alone, low among several sessions.
+    /// How sure the tie is: certain with session-specific evidence or port
+    /// 20, a guess on the owner alone or the hosts and the passive range,
+    /// low on the hosts alone and among several sessions.
     fn confidence(&self, several: bool) -> Confidence {
-        match (several, self.tied()) {
-            (true, _) => Confidence::Low,
-            (false, true) => Confidence::High,
-            (false, false) => Confidence::Medium,
+        if several {
+            Confidence::Low
+        } else if self.tied() {
+            Confidence::High
+        } else if !self.hosts_only || self.evidence.contains(&FtpEvidence::PassiveRange) {
+            Confidence::Medium
+        } else {
+            Confidence::Low
         }
     }
 
@@ -111,6 +200,11 @@ struct Found<'a> {
     sessions: &'a [Session],
     ct: &'a FlowIndex<'a>,
     range: &'a PortRange,
+    memory: Option<&'a Memory>,
+    /// Each server's passive range (`passive_ranges()`).
+    passive: &'a HashMap<Endpoint, (u16, u16)>,
+    /// The sockets labelled pending, by local port.
+    pending: &'a HashMap<u16, Vec<usize>>,
 }
 
 impl Found<'_> {
@@ -129,8 +223,9 @@ impl Found<'_> {
     /// The single-use pending listener of `session` on `side` that takes
     /// connections on `ep`, if any: it ties what it accepted to the session.
     fn pending_listener_on(&self, session: usize, side: Side, ep: &Endpoint) -> Option<bool> {
-        self.sockets.iter().zip(self.ftp).find_map(|(l, f)| {
-            let f = f.as_ref()?;
+        // the pending listeners, by port: found once a pass, not per socket
+        self.pending.get(&ep.port)?.iter().find_map(|&i| {
+            let (l, f) = (&self.sockets[i], self.ftp[i].as_ref()?);
             let ours =
                 f.role == Role::Pending && f.session as usize == session + 1 && f.side == side;
             let takes = l.local.port == ep.port
@@ -150,10 +245,30 @@ impl Found<'_> {
     /// get increasing inode numbers, but in per-CPU batches, so that order
     /// only breaks ties. Returns whether several sessions were in the running.
     fn choose(&self, mut candidates: Vec<Candidate>, inode: u64) -> Option<(Candidate, bool)> {
-        let strength = |c: &Candidate| (c.exact, c.listener, c.same_process, c.tied());
+        let strength = |c: &Candidate| {
+            (
+                c.exact,
+                c.listener,
+                c.same_process,
+                c.tied(),
+                !c.hosts_only,
+                c.evidence.contains(&FtpEvidence::PassiveRange),
+            )
+        };
+        // then the live control connection, one in the table before one
+        // remembered, and the newest (remembered ones come in the order
+        // they were last seen)
         candidates.sort_by_key(|c| {
-            let ctl = self.sockets[self.controls[c.control].index].inode;
-            std::cmp::Reverse((strength(c), ctl <= inode || inode == 0, ctl))
+            let control = &self.controls[c.control];
+            let ctl = control.index.map_or(0, |i| self.sockets[i].inode);
+            std::cmp::Reverse((
+                strength(c),
+                control.live,
+                control.index.is_some(),
+                ctl <= inode || inode == 0,
+                ctl,
+                c.control,
+            ))
         });
         let best = candidates.first()?;
         let session = self.controls[best.control].session;
@@ -164,13 +279,31 @@ impl Found<'_> {
         candidates.into_iter().next().map(|c| (c, several))
     }
 
+    /// Whether the local end of `s` is a service's, not a data channel's:
+    /// a listener covers it (or watch mode saw one there) that is no
+    /// pending listener of a session. What such a listener accepted is not
+    /// tied by the hosts alone.
+    fn service_port(&self, i: usize, pending: bool) -> bool {
+        let s = &self.sockets[i];
+        if pending {
+            return false;
+        }
+        let remembered = self
+            .memory
+            .is_some_and(|m| m.listener_was_on(&s.local) && m.pending_on(&s.local).is_none());
+        self.labels[i].local_listening || remembered
+    }
+
     fn data(&self, i: usize) -> Option<FtpLabel> {
         let s = &self.sockets[i];
         let (local, remote) = canonical_ends(s);
         let flow = self.ct.flow_of(s);
+        let orphan = orphaned(s);
         let mut candidates = Vec::new();
         for (c, control) in self.controls.iter().enumerate() {
-            if !self.faces(control, local.addr, remote.addr) {
+            // A closing or remembered control connection owns no new data
+            // connection, only those seen as they went.
+            if !(control.live || orphan) || !self.faces(control, local.addr, remote.addr) {
                 continue;
             }
             let session = &self.sessions[control.session];
@@ -207,7 +340,8 @@ impl Found<'_> {
             if port20 {
                 evidence.push(FtpEvidence::Port20);
             }
-            let same_process = share_owner(s, &self.sockets[control.index]);
+            let owner = control.index.map(|i| &self.sockets[i]);
+            let same_process = owner.is_some_and(|o| share_owner(s, o));
             if same_process {
                 evidence.push(FtpEvidence::SameProcess);
             }
@@ -215,20 +349,53 @@ impl Found<'_> {
             if listener.is_some() {
                 evidence.push(FtpEvidence::PendingListener);
             }
+            // what watch mode saw: a pending listener of this session here
+            let remembered = self
+                .memory
+                .filter(|_| orphan && listener.is_none())
+                .and_then(|m| m.pending_on(&s.local))
+                .filter(|p| {
+                    p.side == control.side
+                        && p.client == session.client
+                        && p.server == session.server
+                });
+            if remembered.is_some() {
+                evidence.push(FtpEvidence::RememberedPending);
+            }
+            // Seen only as it went, no owner to ask: the session's hosts and
+            // the ports a data connection uses, unless a service listens here.
+            let pending = listener.is_some() || remembered.is_some();
+            let same_hosts = orphan && !self.service_port(i, pending);
             let tying = exact
                 || port20
                 || same_process
-                || listener.is_some()
+                || pending
                 || evidence.contains(&FtpEvidence::ConntrackExpected);
-            if tying {
-                candidates.push(Candidate {
-                    control: c,
-                    exact,
-                    listener: listener == Some(true),
-                    same_process,
-                    evidence,
-                });
+            if !(tying || same_hosts) {
+                continue;
             }
+            if !tying {
+                evidence.push(FtpEvidence::SameHosts);
+            }
+            let in_range = orphan
+                && self
+                    .passive
+                    .get(&session.server)
+                    .is_some_and(|&(low, high)| (low..=high).contains(&server_port));
+            if in_range {
+                evidence.push(FtpEvidence::PassiveRange);
+            }
+            if !control.live {
+                evidence.push(FtpEvidence::RecentControl);
+            }
+            candidates.push(Candidate {
+                control: c,
+                exact,
+                listener: listener == Some(true) || remembered.is_some_and(|p| p.single_use),
+                same_process,
+                hosts_only: !tying,
+                evidence,
+            });
         }
         let (chosen, several) = self.choose(candidates, s.inode)?;
         let side = self.controls[chosen.control].side;
@@ -243,9 +410,14 @@ impl Found<'_> {
         if several {
             evidence.push(FtpEvidence::SeveralSessions);
         }
-        let port20 = evidence.contains(&FtpEvidence::Port20);
+        let facts = mode::Facts {
+            port20: evidence.contains(&FtpEvidence::Port20),
+            passive_range: evidence.contains(&FtpEvidence::PassiveRange),
+        };
         let (mode, mode_evidence, mode_confidence) =
-            mode::of_data(s, &self.labels[i].direction, side, flow, port20, self.range);
+            mode::of_data(s, &self.labels[i].direction, side, flow, facts, self.range);
+        let word = mode
+            .map(|m| agree::mode_word(side, m, &mode_evidence, facts.port20, facts.passive_range));
         evidence.extend(mode_evidence);
         if let Some(c) = mode_confidence {
             confidence = confidence.min(c);
@@ -260,6 +432,7 @@ impl Found<'_> {
             mode,
             confidence,
             evidence,
+            word,
         })
     }
 
@@ -272,6 +445,9 @@ impl Found<'_> {
         let addr = canonical(l.local.addr);
         let mut candidates = Vec::new();
         for (c, control) in self.controls.iter().enumerate() {
+            let Some(owner) = control.index.filter(|_| control.live) else {
+                continue;
+            };
             let session = &self.sessions[control.session];
             let here = match control.side {
                 Side::Server => session.server.addr,
@@ -291,7 +467,7 @@ impl Found<'_> {
                 }
                 evidence.push(FtpEvidence::ConntrackExpectation);
             }
-            let same_process = share_owner(l, &self.sockets[control.index]);
+            let same_process = share_owner(l, &self.sockets[owner]);
             if same_process {
                 evidence.push(FtpEvidence::SameProcess);
             }
@@ -301,6 +477,7 @@ impl Found<'_> {
                     exact,
                     listener: false,
                     same_process,
+                    hosts_only: false,
                     evidence,
                 });
             }
@@ -319,6 +496,7 @@ impl Found<'_> {
             mode: Some(mode::of_pending(side)),
             confidence,
             evidence,
+            word: None,
         })
     }
 }

@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 
 use super::{Ftp, FtpEvidence, FtpLabel, Helper, Role, Session, Side, canonical_ends};
-use crate::classify::Labels;
 use crate::classify::direction::{Confidence, Direction};
 use crate::classify::flows::FlowIndex;
+use crate::classify::memory::Memory;
+use crate::classify::{Labels, agree};
 use crate::model::{ConntrackSource, PortRange, Proto, Socket, State, Tuple};
 
 /// Control ports known without being told: FTP and implicit FTPS.
@@ -25,13 +26,18 @@ pub const DAEMONS: [&str; 7] = [
     "pyftpdlib",
 ];
 
-/// A live control connection found on this host.
+/// A control connection found on this host, or remembered by watch mode.
 pub(super) struct Control {
-    pub(super) index: usize,
+    /// Its socket; `None` where it has gone and watch mode remembers it.
+    pub(super) index: Option<usize>,
     pub(super) session: usize,
     pub(super) side: Side,
     /// Its conntrack original tuple, if tracked.
     pub(super) orig: Option<Tuple>,
+    /// Open (ESTABLISHED, or in its handshake): it may own new data
+    /// connections. A closing or remembered one owns only those seen as
+    /// they went (`orphaned()`).
+    pub(super) live: bool,
 }
 
 pub(super) struct ControlPorts {
@@ -68,7 +74,7 @@ pub(super) fn control_ports(sockets: &[Socket], extra: &[u16], range: &PortRange
 }
 
 /// Labels the control connections among `sockets` and opens their sessions
-/// in `ftp`. Returns the live ones: those that may own data connections.
+/// in `ftp`. Returns them all, each saying whether it is live.
 pub(super) fn find(
     sockets: &[Socket],
     labels: &[Labels],
@@ -109,22 +115,63 @@ pub(super) fn find(
             mode: None,
             confidence: Confidence::High,
             evidence,
+            word: Some(agree::control_word(side, remote.port)),
         });
         // A closing control connection keeps its label, but no longer owns
         // new data connections: it must not compete with the live one.
-        if matches!(
-            s.state,
-            State::Established | State::SynSent | State::SynRecv
-        ) {
-            controls.push(Control {
-                index: i,
-                session,
-                side,
-                orig: ct.flow_of(s).map(|f| f.orig),
-            });
-        }
+        let live = !s.closed
+            && matches!(
+                s.state,
+                State::Established | State::SynSent | State::SynRecv
+            );
+        controls.push(Control {
+            index: Some(i),
+            session,
+            side,
+            orig: ct.flow_of(s).map(|f| f.orig),
+            live,
+        });
     }
     controls
+}
+
+/// Opens a session in `ftp` for each control connection watch mode
+/// remembers that this snapshot does not show: data connections seen as
+/// they went may still belong to it. [`super::analyse`] drops those that
+/// nothing joins.
+pub(super) fn remembered(memory: &Memory, controls: &mut Vec<Control>, ftp: &mut Ftp) {
+    // oldest first: the newest wins ties (`Found::choose`)
+    let mut recent: Vec<_> = memory.sessions().collect();
+    recent.sort_by_key(|r| (r.last_seen(), r.client.port));
+    for r in recent {
+        let shown = controls.iter().any(|c| {
+            let s = &ftp.sessions[c.session];
+            c.side == r.side && s.client == r.client && s.server == r.server
+        });
+        if shown {
+            continue;
+        }
+        let session = ftp.sessions.len();
+        ftp.sessions.push(Session {
+            id: session as u32 + 1,
+            client: r.client,
+            server: r.server,
+            members: Vec::new(),
+            helper: r.helper,
+        });
+        controls.push(Control {
+            index: None,
+            session,
+            side: r.side,
+            // the client opened it; conntrack's original tuple unless NAT'd
+            orig: Some(Tuple {
+                src: r.client,
+                dst: r.server,
+                proto: 6,
+            }),
+            live: false,
+        });
+    }
 }
 
 /// This host's side of `s`, if it is a control connection: the server where
@@ -142,8 +189,10 @@ fn control_side(s: &Socket, l: &Labels, ports: &ControlPorts) -> Option<(Side, V
             FtpEvidence::FtpDaemon
         }
     };
+    // conntrack's word that this host opened it outweighs the listener
+    let d = l.direction.direction;
     if ports.contains(s.local.port)
-        && (l.local_listening || l.direction.direction == Direction::Inbound)
+        && ((l.local_listening && d != Direction::Outbound) || d == Direction::Inbound)
     {
         return Some((Side::Server, vec![why(s.local.port)]));
     }

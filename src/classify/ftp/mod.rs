@@ -7,9 +7,14 @@
 //! Evidence, strongest first: conntrack's ftp helper (an expected flow whose
 //! master is the control connection), port 20, the same process as the
 //! control connection, a listener on the data port, then port parity. A
-//! connection between the same two hosts is tagged only on evidence of
+//! live connection between the same two hosts is tagged only on evidence of
 //! association (conntrack, port 20, a pending listener of the session or the
-//! same owning process), never for the hosts alone.
+//! same owning process), never for the hosts alone. A connection seen only
+//! as it went (TIME_WAIT, or `closed` from a destroy event) has no owner
+//! left to ask: there the hosts and ports of a live or recent control
+//! connection are evidence too (`same-hosts`, never `high` alone), beside
+//! what watch mode remembers (`Memory`: a session's pending listener, the
+//! passive ports seen, sessions whose control connection has gone).
 //!
 //! [`analyse`] runs three steps, a module each: `control` finds the control
 //! connections and this host's side of each (a session per client and
@@ -18,9 +23,10 @@
 //! passive by who opened the data connection.
 
 use super::Labels;
-use super::direction::Confidence;
+use super::direction::{Confidence, FtpWord};
 use super::flows::FlowIndex;
-use crate::model::{Endpoint, PortRange, Socket, canonical, wire_enum};
+use super::memory::Memory;
+use crate::model::{Endpoint, PortRange, Socket, State, canonical, wire_enum};
 
 mod association;
 mod control;
@@ -99,6 +105,25 @@ wire_enum! {
         /// The ftp helper watches the control connection but did not expect
         /// this flow (FTPS, or a NAT'd 227/PORT address, or not FTP at all).
         NotExpected => "not-expected",
+        /// A connection seen only as it went (TIME_WAIT, closed), whose owner
+        /// cannot be known, between the hosts of the session on the ports a
+        /// data connection uses. Host-level: `low` alone.
+        SameHosts => "same-hosts",
+        /// The server's port lies in the range of the passive ports seen
+        /// for this server (watch mode, or this snapshot): passive.
+        PassiveRange => "passive-range",
+        /// An earlier refresh saw a pending listener of the session on the
+        /// local port (watch mode): accepted from it.
+        RememberedPending => "remembered-pending",
+        /// The session's control connection is closing, or gone and
+        /// remembered (watch mode).
+        RecentControl => "recent-control",
+        /// Only one end's port is in this host's ephemeral range: that end
+        /// opened it, by the direction's convention. A guess.
+        EphemeralPort => "ephemeral-port",
+        /// The direction's own evidence says otherwise: neither is stated
+        /// with confidence.
+        DirectionDisagrees => "direction-disagrees",
     }
 }
 
@@ -111,6 +136,9 @@ pub struct FtpLabel {
     pub mode: Option<Mode>,
     pub confidence: Confidence,
     pub evidence: Vec<FtpEvidence>,
+    /// Who opened the connection by FTP's evidence, as direction evidence
+    /// (`agree.rs`): not shown itself.
+    pub word: Option<FtpWord>,
 }
 
 wire_enum! {
@@ -153,6 +181,8 @@ pub struct Context<'a> {
     pub flows: &'a FlowIndex<'a>,
     /// `--ftp-port` values, beside 21 and 990.
     pub extra_ports: &'a [u16],
+    /// What earlier refreshes saw (watch mode).
+    pub memory: Option<&'a Memory>,
 }
 
 /// Finds the FTP sessions among `sockets` (with their `labels`, same order).
@@ -162,15 +192,54 @@ pub fn analyse(sockets: &[Socket], labels: &[Labels], cx: Context<'_>) -> Ftp {
         sessions: Vec::new(),
     };
     let ports = control::control_ports(sockets, cx.extra_ports, cx.range);
-    let controls = control::find(sockets, labels, &ports, cx.flows, &mut ftp);
+    let mut controls = control::find(sockets, labels, &ports, cx.flows, &mut ftp);
+    let seen = ftp.sessions.len();
+    if let Some(memory) = cx.memory {
+        control::remembered(memory, &mut controls, &mut ftp);
+    }
     if controls.is_empty() {
         return ftp;
     }
     association::attach(sockets, labels, &ports, &controls, cx, &mut ftp);
+    drop_unused(&mut ftp, seen);
     for session in &mut ftp.sessions {
         session.members.sort_unstable();
     }
     ftp
+}
+
+/// Removes the remembered sessions (from index `seen` on) that no socket of
+/// this snapshot belongs to, and numbers the rest after those seen.
+fn drop_unused(ftp: &mut Ftp, seen: usize) {
+    let mut ids = vec![0u32; ftp.sessions.len()];
+    let mut kept = Vec::with_capacity(ftp.sessions.len());
+    for (i, mut s) in std::mem::take(&mut ftp.sessions).into_iter().enumerate() {
+        if i < seen || !s.members.is_empty() {
+            s.id = kept.len() as u32 + 1;
+            ids[i] = s.id;
+            kept.push(s);
+        }
+    }
+    ftp.sessions = kept;
+    for l in ftp.labels.iter_mut().flatten() {
+        if let Some(&id) = ids.get(l.session as usize - 1) {
+            l.session = id;
+        }
+    }
+}
+
+/// A socket seen only as it went: TIME_WAIT and the other states of a
+/// socket its program has closed (orphaned: inode 0), or one a destroy
+/// event reported. No process holds it any more, so "the same process"
+/// cannot be asked of it.
+fn orphaned(s: &Socket) -> bool {
+    s.closed
+        || s.state == State::TimeWait
+        || (s.inode == 0
+            && matches!(
+                s.state,
+                State::FinWait1 | State::FinWait2 | State::LastAck | State::Closing | State::Close
+            ))
 }
 
 /// A socket's (local, remote) ends with v4-mapped addresses made IPv4, so
@@ -185,3 +254,6 @@ fn canonical_ends(s: &Socket) -> (Endpoint, Endpoint) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod brief_tests;

@@ -1,8 +1,10 @@
 //! Active or passive. The mode follows who opened the data connection: the
 //! client opens it in passive mode (PASV/EPSV), the server in active mode
 //! (PORT/EPRT). Who opened it is told by conntrack's original tuple, port
-//! 20, the direction's facts (a listener, the handshake), or at last by the
-//! parity of the ports the kernel chose (`docs/ftp.md`, *Port parity*).
+//! 20, the direction's facts (a listener, the handshake), the server's
+//! passive range, the parity of the ports the kernel chose (`docs/ftp.md`,
+//! *Port parity*), or at last the direction's own guess from the port
+//! classes.
 
 use super::{FtpEvidence, Mode, Side};
 use crate::classify::direction::{Confidence, Direction, Evidence, Verdict};
@@ -19,6 +21,15 @@ pub(super) fn of_pending(side: Side) -> Mode {
     }
 }
 
+/// What the association found that tells the mode too.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Facts {
+    /// The server end is port 20: active.
+    pub(super) port20: bool,
+    /// The server's port is in its passive range: passive.
+    pub(super) passive_range: bool,
+}
+
 /// The mode of data connection `s` on `side`, the evidence for it, and how
 /// sure it is (`None` where nothing tells).
 pub(super) fn of_data(
@@ -26,7 +37,7 @@ pub(super) fn of_data(
     direction: &Verdict,
     side: Side,
     flow: Option<FlowMatch>,
-    port20: bool,
+    facts: Facts,
     range: &PortRange,
 ) -> (Option<Mode>, Vec<FtpEvidence>, Option<Confidence>) {
     // Who opened it, as the mode follows: the client opens passive
@@ -43,7 +54,7 @@ pub(super) fn of_data(
         );
     }
     let remote_port = s.remote.map_or(0, |r| r.port);
-    if port20 {
+    if facts.port20 {
         return (Some(Mode::Active), Vec::new(), Some(Confidence::High));
     }
     if direction.confidence == Some(Confidence::High) {
@@ -65,6 +76,11 @@ pub(super) fn of_data(
         if let (Some(fact), Some(here)) = (fact, opened_here) {
             return (Some(by_opener(here)), vec![fact], Some(Confidence::High));
         }
+    }
+    // a configured range (pasv_min_port...) where the server's port lies:
+    // its evidence is in the label already
+    if facts.passive_range {
+        return (Some(Mode::Passive), Vec::new(), Some(Confidence::Medium));
     }
     // Port parity, where the kernel chose the port: `Some(true)` for the
     // parity of connect(), `Some(false)` for that of bind(port 0).
@@ -131,6 +147,17 @@ pub(super) fn of_data(
             vec![FtpEvidence::ConnectParity],
             Some(Confidence::Low),
         ),
-        _ => (None, Vec::new(), None),
+        // Nothing of FTP's own tells (a server's bind(0) port and a client
+        // of another port range: pyftpdlib and vsftpd bind port 0 for
+        // active connections): the direction's guess from the port
+        // classes, which FTP must not contradict, at `low`.
+        _ => match direction.direction {
+            Direction::Outbound | Direction::Inbound => (
+                Some(by_opener(direction.direction == Direction::Outbound)),
+                vec![FtpEvidence::EphemeralPort],
+                Some(Confidence::Low),
+            ),
+            _ => (None, Vec::new(), None),
+        },
     }
 }

@@ -62,6 +62,8 @@ fn analyse_with(sockets: Vec<Socket>, ct: Option<&Conntrack>, extra: &[u16]) -> 
             memory: None,
         },
     );
+    // issue 10 item 4: on every snapshot of these rules
+    crate::classify::agree::tests::assert_agree(&snapshot.sockets, &c.labels);
     Ftp {
         labels: c.labels.into_iter().map(|l| l.ftp.map(|b| *b)).collect(),
         sessions: c.sessions,
@@ -358,8 +360,15 @@ fn server_side_parity() {
     let f = analyse_plain(session(40001, 40003));
     assert_eq!(tag(&f, 2), Some((1, Data, Server, Some(Active), Low)));
     assert!(evidence(&f, 2).contains(&FtpEvidence::RemoteBindParity));
-    // must not guess from a registered remote port
+    // Issue 10 item 4: a server's bind(0) port towards a client of another
+    // port range (pyftpdlib's and vsftpd's active connections) was `mode:
+    // null` while the direction said the server opened it. The mode follows
+    // the direction's guess now, at low.
     let f = analyse_plain(session(40001, 5000));
+    assert_eq!(tag(&f, 2), Some((1, Data, Server, Some(Active), Low)));
+    assert!(evidence(&f, 2).contains(&FtpEvidence::EphemeralPort));
+    // must not guess where neither port says anything
+    let f = analyse_plain(session(5001, 5000));
     assert_eq!(tag(&f, 2), Some((1, Data, Server, None, Medium)));
 }
 
