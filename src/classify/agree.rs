@@ -167,7 +167,7 @@ pub(super) mod tests {
         let snapshot = Snapshot {
             sockets: sockets.to_vec(),
             port_range: PortRange::default(),
-            source: Default::default(),
+            ..Default::default()
         };
         let labels = classify(
             &snapshot,
@@ -387,7 +387,7 @@ pub(super) mod tests {
         let snapshot = Snapshot {
             sockets: sockets.clone(),
             port_range: PortRange::default(),
-            source: Default::default(),
+            ..Default::default()
         };
         let l = classify(
             &snapshot,

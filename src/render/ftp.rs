@@ -414,6 +414,7 @@ mod tests {
             sockets,
             port_range: PortRange::default(),
             source: Source::Netlink,
+            selected: None,
         };
         let Classified { labels, sessions } = classify(&snapshot, Context::default());
         let part = Part {
@@ -425,6 +426,7 @@ mod tests {
             labels,
             sessions,
             conntrack: None,
+            selected: None,
         };
         let mut out = Vec::new();
         write(&[part], Palette::new(false), &mut out).unwrap();

@@ -21,7 +21,7 @@ fn run(sockets: &[Socket], ct: Option<&Conntrack>, memory: Option<&Memory>) -> C
     let snapshot = Snapshot {
         sockets: sockets.to_vec(),
         port_range: PortRange::default(),
-        source: Default::default(),
+        ..Default::default()
     };
     let c = classify(
         &snapshot,
