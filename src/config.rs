@@ -104,7 +104,15 @@ impl Config {
         let expression = if words.is_empty() {
             None
         } else {
-            Some(expr::parse_with(&words, &service).map_err(|e| format!("filter: {e}"))?)
+            Some(expr::parse_with(&words, &service).map_err(|e| {
+                // netstat's `-c 2`: the 2 is no filter
+                match words.first().filter(|w| w.parse::<f64>().is_ok()) {
+                    Some(n) if cli.watch => format!(
+                        "unexpected argument '{n}' (-c takes no value: for a refresh every {n} seconds, -c --interval {n})"
+                    ),
+                    _ => format!("filter: {e}"),
+                }
+            })?)
         };
         let families = match (
             cli.inet,

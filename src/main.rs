@@ -8,27 +8,14 @@ use sockwho::cli::Cli;
 use sockwho::collect::Notices;
 use sockwho::config::Environment;
 
-/// What to say beside clap's message for the mistakes people make most:
-/// the values an option takes, and netstat's `-c 2` (netstat's -c takes no
-/// count; neither does sockwho's).
+/// What to say beside clap's message: the values an option takes. (netstat's
+/// `-c 2` is caught where the 2 is read as a filter expression.)
 fn usage_hint(e: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
-    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
-        return Some(format!("valid values: {}", valid.join(", ")));
+    match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(valid)) => Some(format!("valid values: {}", valid.join(", "))),
+        _ => None,
     }
-    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let watching = args
-        .iter()
-        .any(|a| a == "--watch" || (a.starts_with('-') && !a.starts_with("--") && a.contains('c')));
-    if watching && arg.parse::<f64>().is_ok() {
-        return Some(format!(
-            "-c takes no value: for a refresh every {arg} seconds, -c --interval {arg}"
-        ));
-    }
-    None
 }
 
 fn main() -> ExitCode {
