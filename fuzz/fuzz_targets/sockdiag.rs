@@ -3,10 +3,11 @@
 //! and UDP, and `netlink::Replay` on the same bytes taken as a saved dump.
 //!
 //! Besides "no panic": every socket is well formed (`check_socket`, and
-//! what the decoder itself promises: no timer, no expiry); a replay gives
-//! each family and protocol only its own sockets, in the states asked for,
-//! fails or succeeds whatever was asked, leaves `out` as it was on an
-//! error, and reads its first dump as `decode_datagram` reads the datagram.
+//! what netlink gives: a cookie, a 32-bit inode, an expiry only with a
+//! timer); a replay gives each family and protocol only its own sockets, in
+//! the states asked for, fails or succeeds whatever was asked, leaves `out`
+//! as it was on an error, and reads its first dump as `decode_datagram`
+//! reads the datagram.
 
 #![no_main]
 
