@@ -125,9 +125,32 @@ fuzz_target!(|data: &[u8]| {
         words(s);
     }
     command_line(data);
-    // TODO(issue 13): when `sockwho::filter::expr` (the ss filter-expression
-    // parser) lands, fuzz it here on `text`: parse, then check that what
-    // parses prints back to an expression that parses to the same filter,
-    // and that its bytecode passes `kernel::audit` (or give it a target of
-    // its own, `fuzz_targets/expr.rs`, seeded from ss(8)'s examples).
+    expression(&text);
 });
+
+/// ss's filter expressions: what parses prints back to an expression that
+/// parses to the same one, and compiles to bytecode the kernel's audit takes.
+fn expression(text: &str) {
+    use sockwho::collect::bytecode::{compile_expr_in, kernel};
+    use sockwho::filter::expr;
+    use sockwho::model::Family;
+    let split = |t: &str| t.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let Ok(query) = expr::parse(&split(text)) else {
+        return;
+    };
+    let Some(e) = &query.expr else {
+        return;
+    };
+    let printed = e.to_string();
+    let again = expr::parse(&split(&printed))
+        .unwrap_or_else(|err| panic!("{printed:?} does not parse again: {err}"));
+    assert_eq!(
+        again.expr.as_ref().map(ToString::to_string).as_deref(),
+        Some(printed.as_str())
+    );
+    for family in [Family::Inet, Family::Inet6] {
+        if let Some(bc) = compile_expr_in(e, family, sockwho_fuzz::all_states()).bytecode {
+            kernel::audit(&bc).unwrap_or_else(|why| panic!("{printed}: {why}"));
+        }
+    }
+}

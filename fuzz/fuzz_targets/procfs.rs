@@ -20,7 +20,7 @@ use sockwho::collect::names::{Services, Users};
 use sockwho::collect::procfs::{file_name, parse_table};
 use sockwho::collect::sysctl::{parse_range, parse_reserved};
 use sockwho::model::{Family, Proto, Tuple};
-use sockwho_fuzz::{all_states, check_socket, strict};
+use sockwho_fuzz::{all_states, check_socket};
 
 fn nonblank(lines: impl Iterator<Item = impl AsRef<[u8]>>) -> usize {
     lines
@@ -70,12 +70,8 @@ fn tables(data: &[u8]) {
 
 fn check_tuple(t: &Tuple) {
     assert!(t.proto == 6 || t.proto == 17, "not TCP or UDP: {t:?}");
-    // Known, not fixed: a line whose tuple has an IPv4 and an IPv6 end is
-    // taken, not counted malformed (the line's family is not read either).
-    // fuzz/regressions/procfs/conntrack-tuple-of-two-families
-    if strict() {
-        assert_eq!(t.src.addr.is_ipv4(), t.dst.addr.is_ipv4(), "{t:?}");
-    }
+    // a tuple is of one family (fuzz/seeds/procfs/conntrack-tuple-of-two-families)
+    assert_eq!(t.src.addr.is_ipv4(), t.dst.addr.is_ipv4(), "{t:?}");
 }
 
 fn conntrack(text: &str) {

@@ -32,7 +32,7 @@ use sockwho::model::{
 };
 use sockwho::render::escape::hazards;
 use sockwho::view::{Part, shown};
-use sockwho_fuzz::{Result, Unstructured, hostile_string, processes, socket, strict};
+use sockwho_fuzz::{Result, Unstructured, hostile_string, processes, socket};
 
 /// Each output once, its configuration resolved once.
 static CONFIGS: LazyLock<Vec<(&'static str, Config)>> = LazyLock::new(|| {
@@ -199,10 +199,21 @@ fn part(u: &mut Unstructured<'_>, names: &[Arc<str>], inode: u64) -> Result<Part
     let ftp_ports: Vec<u16> = (0..u.int_in_range(0..=2u8)?)
         .map(|_| u.arbitrary())
         .collect::<Result<_>>()?;
+    // a filter expression's selection, as the collector marks it
+    let selected = if u.ratio(1, 4)? {
+        Some(
+            (0..sockets.len())
+                .map(|_| u.arbitrary())
+                .collect::<Result<Vec<bool>>>()?,
+        )
+    } else {
+        None
+    };
     let snapshot = Snapshot {
         sockets,
         port_range,
         source,
+        selected,
     };
     let Classified { labels, sessions } = classify::classify(
         &snapshot,
@@ -230,6 +241,7 @@ fn part(u: &mut Unstructured<'_>, names: &[Arc<str>], inode: u64) -> Result<Part
         sockets,
         port_range,
         source,
+        selected,
     } = snapshot;
     Ok(Part {
         inode,
@@ -240,6 +252,7 @@ fn part(u: &mut Unstructured<'_>, names: &[Arc<str>], inode: u64) -> Result<Part
         labels,
         sessions,
         conntrack,
+        selected,
     })
 }
 
@@ -256,18 +269,8 @@ fn names(u: &mut Unstructured<'_>, parts: &[Part]) -> Result<Names> {
             services.push_str(&format!("{name} {}/{proto}\n", s.local.port));
         }
         if u.arbitrary()? {
-            let mut name = hostile_string(u, 12)?;
-            if !strict() {
-                // Known, not fixed: an empty user name (`:x:1000:...` in
-                // /etc/passwd) is an empty cell in the table, and `awk`
-                // reads the next column in its place; so no name here
-                // ends early or is empty.
-                // fuzz/regressions/render/empty-user-name
-                name.retain(|c| c != ':' && c != '\n');
-                if name.is_empty() {
-                    name.push('x');
-                }
-            }
+            // an empty name (fuzz/seeds/render/empty-user-name) is no name
+            let name = hostile_string(u, 12)?;
             passwd.push_str(&format!("{name}:x:{}:0::/:/bin/sh\n", s.uid));
         }
         for ep in std::iter::once(s.local).chain(s.remote) {

@@ -49,6 +49,8 @@ fn sentinel() -> Socket {
         timer: sockwho::model::Timer::OFF,
         v6only: None,
         processes: Vec::new(),
+        closed: false,
+        tcp_info: None,
     }
 }
 

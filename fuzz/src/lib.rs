@@ -261,6 +261,8 @@ pub fn socket(u: &mut Unstructured<'_>, addrs: &[IpAddr], ports: &[u16]) -> Resu
             None
         },
         processes: Vec::new(),
+        closed: u.ratio(1, 8)?,
+        tcp_info: None,
     })
 }
 
@@ -276,9 +278,16 @@ pub fn processes(u: &mut Unstructured<'_>, shared: &[Arc<str>]) -> Result<Vec<Pr
         } else {
             Arc::from(hostile_string(u, 24)?)
         };
+        // argv[0]'s base name is outside text too
+        let program = if u.arbitrary()? {
+            Some(Arc::from(hostile_string(u, 24)?))
+        } else {
+            None
+        };
         out.push(Process {
             pid: u.arbitrary()?,
             name,
+            program,
         });
     }
     Ok(out)

@@ -132,7 +132,9 @@ impl Users {
             let (Some(name), Some(_), Some(uid)) = (f.next(), f.next(), f.next()) else {
                 continue;
             };
-            if let Ok(uid) = uid.parse() {
+            // an empty name would be an empty table cell: the uid stays
+            // (found by fuzzing)
+            if let (Ok(uid), false) = (uid.parse(), name.is_empty()) {
                 by_uid.entry(uid).or_insert_with(|| name.to_string());
             }
         }
@@ -258,6 +260,15 @@ mod tests {
         assert_eq!(s.name(22, Proto::Tcp), Some("ssh"));
         assert_eq!(s.name(21, Proto::Tcp), Some("ftp"));
         assert_eq!(s.skipped, 1);
+    }
+
+    /// Found by fuzzing (fuzz/seeds/render/empty-user-name): `:x:1000:...`
+    /// gave an empty User cell, and awk read the next column in its place.
+    #[test]
+    fn an_empty_user_name_is_no_name_regression_13() {
+        let u = Users::parse(":x:1000:1000::/:/bin/sh\nlater:x:1000:1000::/:/bin/sh\n");
+        assert_eq!(u.name(1000), Some("later"));
+        assert_eq!(Users::parse(":x:7:7::/:/bin/sh\n").name(7), None);
     }
 
     #[test]

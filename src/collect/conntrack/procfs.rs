@@ -123,11 +123,19 @@ fn proc_tuples<'a>(words: impl Iterator<Item = &'a str>, proto: u8) -> Option<Ve
             "src" => src = Some(value.parse().ok()?),
             "dst" => dst = Some(value.parse().ok()?),
             "sport" => sport = Some(value.parse().ok()?),
-            "dport" => tuples.push(Tuple {
-                src: Endpoint::new(src.take()?, sport.take()?),
-                dst: Endpoint::new(dst.take()?, value.parse().ok()?),
-                proto,
-            }),
+            "dport" => {
+                let (s, d): (std::net::IpAddr, std::net::IpAddr) = (src.take()?, dst.take()?);
+                // one tuple is of one family (found by fuzzing: a line with
+                // an IPv4 and an IPv6 end was taken)
+                if s.is_ipv4() != d.is_ipv4() {
+                    return None;
+                }
+                tuples.push(Tuple {
+                    src: Endpoint::new(s, sport.take()?),
+                    dst: Endpoint::new(d, value.parse().ok()?),
+                    proto,
+                })
+            }
             _ => {}
         }
     }
@@ -140,6 +148,15 @@ mod tests {
     use crate::collect::conntrack::IPPROTO_UDP;
     use crate::collect::conntrack::netlink::tests::{B, tcp};
     use crate::collect::conntrack::tests::{PASSIVE_PROC, PASSIVE_PROC_EXPECT};
+
+    /// Found by fuzzing (fuzz/seeds/procfs/conntrack-tuple-of-two-families).
+    #[test]
+    fn a_tuple_of_two_families_is_malformed_regression_13() {
+        let line = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=fd00::1 sport=1 dport=2 src=fd00::1 dst=10.0.0.1 sport=2 dport=1 mark=0 zone=0 use=2\n";
+        let (flows, malformed) = parse_proc_flows(line);
+        assert!(flows.is_empty(), "{flows:?}");
+        assert_eq!(malformed, 1);
+    }
 
     #[test]
     fn procfs_flow_lines() {
