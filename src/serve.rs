@@ -452,6 +452,52 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
+    use crate::collect::Inputs;
+    use crate::config::Environment;
+    use clap::Parser;
+
+    /// `--serve` on the saved /proc tree of the fixtures: no kernel needed.
+    fn replayed() -> Config {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let env = Environment {
+            inputs: Inputs {
+                proc: root.join("proc"),
+                ..Inputs::live()
+            },
+            ..Environment::default()
+        };
+        let cli = Cli::parse_from(["sockwho", "--serve", ":9823"]);
+        Config::new(&cli, &env, |_| None).unwrap()
+    }
+
+    #[test]
+    fn requests_that_wait_together_share_one_scrape() {
+        let cfg = replayed();
+        let (scrapes, requests) = mpsc::channel::<Waiter>();
+        // ten scrapers ask before the collector looks, one gives up
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            let (waiter, answer) = oneshot::channel();
+            scrapes.send(waiter).unwrap();
+            answers.push(answer);
+        }
+        let (gone, _) = oneshot::channel();
+        scrapes.send(gone).unwrap();
+        drop(scrapes);
+        let closed = Mutex::new(ClosedCounts::new(false));
+        let log = Log::default();
+        collect(&cfg, &requests, &closed, &log);
+        let bodies: Vec<Bytes> = answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect();
+        // one buffer, shared: one scrape answered them all
+        assert!(bodies.iter().all(|b| b.as_ptr() == bodies[0].as_ptr()));
+        let text = std::str::from_utf8(&bodies[0]).unwrap();
+        assert!(text.contains("# TYPE sockwho_sockets gauge\n"), "{text}");
+        assert!(text.contains("sockwho_connections_closed_total"), "{text}");
+    }
 
     /// What a [`Log`] wrote, for a test to read.
     #[derive(Clone, Default)]

@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod labels;
 mod manual;
+mod metrics;
 mod netns;
 mod netstat;
 mod privileges;
