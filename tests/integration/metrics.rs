@@ -691,6 +691,10 @@ fn serve_holds_under_load_and_bad_clients_issue_15() {
         held < Duration::from_secs(15),
         "a byte-a-second client held its connection {held:?}"
     );
+    say(
+        test,
+        &format!("a byte-a-second client was closed after {held:?}"),
+    );
     stop.store(true, Ordering::SeqCst);
     let churned = churner.join().unwrap();
     assert!(churned > 100, "the churn ran: {churned}");
@@ -871,6 +875,13 @@ fn connections_stay_bounded_on_10000_remote_ports_issue_15() {
             series.len() <= n + 6,
             "{} series of sockwho_connections with --metrics-ports {n}",
             series.len()
+        );
+        say(
+            test,
+            &format!(
+                "--metrics-ports {n}: {} series of sockwho_connections for 30,000 connections",
+                series.len()
+            ),
         );
         let count = |proto: &str, dir: &str| -> f64 {
             series
