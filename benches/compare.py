@@ -114,6 +114,8 @@ def queries(args, has_sport):
              ["sh", "-c", f"netstat -tan | awk '$4 ~ /:{PORT}$/'"])]),
         ("json", [("sockwho -tan --format json", sw + ["-tan", "--format", "json"]),
                   ("ss -tan", ["ss", "-tan"])]),
+        ("prometheus", [("sockwho --format prometheus", sw + ["--format", "prometheus"]),
+                        ("sockwho -tan", sw + ["-tan"]), ("ss -tan", ["ss", "-tan"])]),
     ]
     return [(name, [(label, cmd) for label, cmd in tools if cmd]) for name, tools in q]
 

@@ -22,7 +22,7 @@ use sockwho::config::{Config, Environment};
 use sockwho::model::{
     Endpoint, PortRange, Proto, Snapshot, Socket, Source, State, Timer, TimerKind,
 };
-use sockwho::render::{json, palette::Palette, table::Table};
+use sockwho::render::{json, metrics, palette::Palette, summary, table::Table};
 use sockwho::view::Part;
 
 const LISTENERS: usize = 100;
@@ -202,4 +202,44 @@ fn json_tan(bencher: divan::Bencher) {
     bencher
         .counter(divan::counter::ItemsCount::new(shown()))
         .bench(|| json::write(&CONFIG, black_box(&*PARTS), &mut std::io::sink()).unwrap());
+}
+
+/// `sockwho --format prometheus`'s configuration: every socket counted.
+static METRICS: LazyLock<Config> = LazyLock::new(|| {
+    Config::new(
+        &Cli::parse_from(["sockwho", "--format", "prometheus"]),
+        &Environment::default(),
+        |_| None,
+    )
+    .unwrap()
+});
+
+/// One scrape's render stage: the exposition of all 200,000 sockets.
+#[divan::bench(sample_count = 20)]
+fn metrics_200k(bencher: divan::Bencher) {
+    bencher
+        .counter(divan::counter::ItemsCount::new(TOTAL))
+        .bench(|| {
+            metrics::write(
+                &METRICS,
+                black_box(&*PARTS),
+                &metrics::Scrape::default(),
+                &mut std::io::sink(),
+            )
+            .unwrap()
+        });
+}
+
+/// `sockwho -s` on the same sockets.
+#[divan::bench(sample_count = 20)]
+fn summary_200k(bencher: divan::Bencher) {
+    let cfg = Config::new(
+        &Cli::parse_from(["sockwho", "-s"]),
+        &Environment::default(),
+        |_| None,
+    )
+    .unwrap();
+    bencher
+        .counter(divan::counter::ItemsCount::new(TOTAL))
+        .bench(|| summary::write(&cfg, black_box(&*PARTS), &mut std::io::sink()).unwrap());
 }

@@ -1,6 +1,8 @@
 //! The command line, as clap derive types. Nothing else in sockwho touches
 //! clap; `config.rs` turns these raw options into a resolved configuration.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use clap::{Parser, ValueEnum};
 
 use crate::classify::direction::Direction;
@@ -112,9 +114,36 @@ pub struct Cli {
     #[arg(long = "all-netns")]
     pub all_netns: bool,
 
-    /// Output format: a table, one JSON document, JSON Lines events, or CSV.
+    /// Output format: a table, one JSON document, JSON Lines events, CSV,
+    /// or Prometheus metrics (the text exposition format, for
+    /// node_exporter's textfile collector).
     #[arg(long = "format", value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// A summary instead of the sockets, as ss -s gives: sockets by protocol
+    /// and state, connections by direction and by local port class,
+    /// listeners, FTP sessions by mode and side. With --format json, the
+    /// same as one object. Counts every socket the filters let through,
+    /// listeners included (as -a).
+    #[arg(short = 's', long = "summary", conflicts_with_all = ["watch", "ftp"])]
+    pub summary: bool,
+
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT/metrics, collecting
+    /// on each scrape (owners cached between scrapes). Only :PORT: on
+    /// loopback (127.0.0.1). Read-only: GET and HEAD /metrics, nothing else.
+    #[arg(
+        long = "serve",
+        value_name = "[ADDR]:PORT",
+        value_parser = parse_serve,
+        conflicts_with_all = ["watch", "summary", "ftp"]
+    )]
+    pub serve: Option<SocketAddr>,
+
+    /// With --format prometheus or --serve: how many service ports get
+    /// series of their own in sockwho_connections (the ports with the most
+    /// connections); the others count as service_port="other".
+    #[arg(long = "metrics-ports", value_name = "N", default_value_t = 50)]
+    pub metrics_ports: usize,
 
     /// Refresh continuously (netstat's -c): full screen on a terminal, a
     /// table per refresh or JSON Lines events when piped.
@@ -201,6 +230,28 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+    Prometheus,
+}
+
+/// `--serve [ADDR]:PORT`: an IP address (IPv6 in brackets) or `localhost`,
+/// and a port; without an address, loopback. A name other than localhost is
+/// refused rather than looked up: what a server listens on should not
+/// depend on DNS.
+fn parse_serve(text: &str) -> Result<SocketAddr, String> {
+    let wrong =
+        || format!("'{text}' is not ADDR:PORT or :PORT (e.g. :9823, 0.0.0.0:9823, [::1]:9823)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(wrong)?;
+    let port: u16 = port.parse().map_err(|_| wrong())?;
+    let addr = match host {
+        "" | "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .parse()
+            .map_err(|_| wrong())?,
+    };
+    Ok(SocketAddr::new(addr, port))
 }
 
 /// `--state`: `filter::parse_states`, with the names and groups offered to
@@ -511,3 +562,28 @@ pub const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
         )],
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_takes_a_port_and_defaults_to_loopback() {
+        let ok = |text: &str| parse_serve(text).map(|a| a.to_string());
+        assert_eq!(ok(":9823").as_deref(), Ok("127.0.0.1:9823"));
+        assert_eq!(ok("localhost:9823").as_deref(), Ok("127.0.0.1:9823"));
+        assert_eq!(ok("0.0.0.0:9823").as_deref(), Ok("0.0.0.0:9823"));
+        assert_eq!(ok("[::]:9823").as_deref(), Ok("[::]:9823"));
+        assert_eq!(ok("[::1]:9823").as_deref(), Ok("[::1]:9823"));
+        for bad in [
+            "9823",
+            ":",
+            ":99999",
+            "example.com:80",
+            "1.2.3:80",
+            "[::1:80",
+        ] {
+            assert!(parse_serve(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -55,6 +55,12 @@ pub struct Config {
     /// An ss filter expression (arguments, `-F FILE`): its state words are
     /// in `filter.states`, its family in `families`.
     pub expression: Option<Query>,
+    /// `-s`: the summary instead of the sockets.
+    pub summary: bool,
+    /// `--serve`: where to serve the metrics.
+    pub serve: Option<std::net::SocketAddr>,
+    /// `--metrics-ports`: service ports with series of their own.
+    pub metrics_ports: usize,
 }
 
 /// The parts of the process environment that change what sockwho does.
@@ -131,6 +137,15 @@ impl Config {
         } else {
             Show::Connected
         };
+        // Counts for machines and people (metrics, the summary) are of every
+        // socket, listeners too, unless -l or --state narrows them.
+        let counts = cli.summary || cli.serve.is_some() || cli.format == Format::Prometheus;
+        let show = if counts && !cli.listening {
+            Show::All
+        } else {
+            show
+        };
+        usage_of_counts(cli)?;
         let color = match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -191,6 +206,9 @@ impl Config {
             source: cli.source,
             inputs: env.inputs.clone(),
             expression,
+            summary: cli.summary,
+            serve: cli.serve,
+            metrics_ports: cli.metrics_ports,
         })
     }
 
@@ -270,6 +288,24 @@ impl Config {
     }
 }
 
+/// The formats the summary, the metrics and the server take: the rest make
+/// no sense together, and are said to be a usage error rather than ignored.
+fn usage_of_counts(cli: &Cli) -> Result<(), String> {
+    if cli.summary && !matches!(cli.format, Format::Table | Format::Json) {
+        return Err("--summary is written as a table or with --format json".to_string());
+    }
+    if cli.serve.is_some() && !matches!(cli.format, Format::Table | Format::Prometheus) {
+        return Err("--serve serves the prometheus format only".to_string());
+    }
+    if cli.watch && cli.format == Format::Prometheus {
+        return Err(
+            "--format prometheus is one look; to collect on every scrape, --serve ADDR:PORT"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +367,43 @@ mod tests {
             (&[Proto::Udp][..], &[Family::Inet6][..])
         );
         assert!(!c.shows(Proto::Udp, State::Close));
+    }
+
+    #[test]
+    fn counts_are_of_every_socket_unless_listening() {
+        let env = Environment::default();
+        for args in [
+            &["-s"][..],
+            &["--format", "prometheus"],
+            &["--serve", ":9823"],
+            &["-s", "-t"],
+        ] {
+            assert_eq!(config(args, &env).show, Show::All, "{args:?}");
+        }
+        assert_eq!(config(&["-s", "-l"], &env).show, Show::Listening);
+        assert_eq!(config(&["-t"], &env).show, Show::Connected);
+        let c = config(&["--serve", ":9823", "--metrics-ports", "7"], &env);
+        assert_eq!(
+            c.serve.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9823")
+        );
+        assert_eq!(c.metrics_ports, 7);
+        assert_eq!(config(&[], &env).metrics_ports, 50);
+    }
+
+    #[test]
+    fn counts_refuse_the_formats_they_cannot_write() {
+        let env = Environment::default();
+        let refused = |args: &[&str]| {
+            let mut argv = vec!["sockwho"];
+            argv.extend_from_slice(args);
+            Config::new(&Cli::parse_from(argv), &env, |_| None).is_err()
+        };
+        assert!(refused(&["-s", "--format", "csv"]));
+        assert!(refused(&["-s", "--format", "prometheus"]));
+        assert!(refused(&["--serve", ":1", "--format", "json"]));
+        assert!(refused(&["-c", "--format", "prometheus"]));
+        assert!(!refused(&["-s", "--format", "json"]));
+        assert!(!refused(&["--serve", ":1", "--format", "prometheus"]));
     }
 }

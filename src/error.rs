@@ -17,6 +17,12 @@ pub enum Error {
     Usage(String),
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
+    /// `--serve`: the address cannot be listened on, or the server stopped.
+    #[error("cannot serve on {addr}: {}", reason(source))]
+    Serve {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
 }
 
 /// Whether sockwho runs as root (effective uid 0), for hints that would
@@ -71,6 +77,12 @@ impl Error {
             ),
             Error::Netns { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 Some("see `ip netns list`")
+            }
+            Error::Serve { source, .. } if source.kind() == io::ErrorKind::AddrInUse => {
+                Some("another process listens there: see sockwho -tlnp")
+            }
+            Error::Serve { source, addr } if denied(source) && addr.port() < 1024 => {
+                Some("ports below 1024 need root or CAP_NET_BIND_SERVICE")
             }
             _ => None,
         }

@@ -5,7 +5,8 @@
 //! /proc/net; owners; conntrack), in one network namespace or several,
 //! [`classify`] labels each socket with pure functions, and [`render`]
 //! writes a table, the FTP view or JSON. [`pipeline`] drives the first two
-//! and hands the renderers a [`view`]; [`watch`] repeats it all.
+//! and hands the renderers a [`view`]; [`watch`] repeats it all, and
+//! [`serve`] does it on every scrape of an HTTP server.
 
 pub mod classify;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod filter;
 pub mod model;
 pub mod pipeline;
 pub mod render;
+pub mod serve;
 pub mod view;
 pub mod watch;
 
@@ -46,6 +48,12 @@ pub fn run(
     let cfg = Config::new(cli, env, service).map_err(Error::Usage)?;
     if cfg.watch {
         return watch::run(&cfg, out, notices);
+    }
+    if let Some(addr) = cfg.serve {
+        return serve::run(&cfg, addr, notices);
+    }
+    if cfg.format == cli::Format::Prometheus {
+        return serve::once(&cfg, out, notices);
     }
     let mut pipeline = Pipeline::once(&cfg);
     let parts = pipeline.look(notices)?;

@@ -49,6 +49,17 @@ pub const NETSTAT: Tool = Tool {
     python: None,
     install: "apt-get install net-tools",
 };
+/// Debian's `prometheus` package: the server, and promtool beside it.
+pub const PROMETHEUS: Tool = Tool {
+    command: "prometheus",
+    python: None,
+    install: "apt-get install prometheus",
+};
+pub const PROMTOOL: Tool = Tool {
+    command: "promtool",
+    python: None,
+    install: "apt-get install prometheus",
+};
 /// jc, for the PATH's python3 (the tests run it as `python3`).
 pub const JC: Tool = Tool {
     command: "jc",

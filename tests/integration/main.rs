@@ -14,6 +14,7 @@ mod harness;
 mod hostile;
 mod labels;
 mod manual;
+mod metrics;
 mod netns;
 mod netstat;
 mod privileges;
