@@ -514,6 +514,7 @@ pub(crate) mod tests {
             labels,
             sessions,
             conntrack: None,
+            selected: None,
         }
     }
 
