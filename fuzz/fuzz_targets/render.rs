@@ -52,6 +52,8 @@ static CONFIGS: LazyLock<Vec<(&'static str, Config)>> = LazyLock::new(|| {
         ("jsonl", config(&with(&["--format", "jsonl"]))),
         ("csv", config(&with(&["--format", "csv"]))),
         ("ftp", config(&["--ftp", "--all-netns", "--color", "never"])),
+        ("prometheus", config(&with(&["--format", "prometheus"]))),
+        ("summary", config(&["-s", "--all-netns"])),
     ]
 });
 
@@ -318,6 +320,18 @@ fn check_table(cfg: &Config, parts: &[Part], out: &[u8]) {
     }
 }
 
+/// The text exposition: every line a comment or a sample of sockwho's, so
+/// no outside text ended a label value or a line.
+fn check_exposition(out: &[u8]) {
+    let text = std::str::from_utf8(out).expect("UTF-8, said hazards()");
+    for line in text.lines() {
+        assert!(
+            line.starts_with("# ") || line.starts_with("sockwho_"),
+            "a line that is no sample: {line:?}"
+        );
+    }
+}
+
 fn check_json(cfg: &Config, parts: &[Part], out: &[u8]) {
     let doc: serde_json::Value = serde_json::from_slice(out)
         .unwrap_or_else(|e| panic!("JSON that does not parse: {e}\n{}", shown_text(out)));
@@ -412,6 +426,7 @@ fn render(data: &[u8]) -> Result<()> {
             (false, Format::Json) => check_json(cfg, &parts, &out),
             (false, Format::Jsonl) => check_jsonl(&out),
             (false, Format::Csv) => check_csv(cfg, &parts, &out),
+            (false, Format::Prometheus) => check_exposition(&out),
         }
     }
     Ok(())
