@@ -420,7 +420,7 @@ fn render(data: &[u8]) -> Result<()> {
             "{what}: {bad:?} reached the output:\n{}",
             shown_text(&out)
         );
-        match (cfg.ftp_view, cfg.format) {
+        match (cfg.ftp_view || cfg.summary, cfg.format) {
             (true, _) => {}
             (false, Format::Table) => check_table(cfg, &parts, &out),
             (false, Format::Json) => check_json(cfg, &parts, &out),
