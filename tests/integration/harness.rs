@@ -282,6 +282,21 @@ pub fn find<'a>(
     found[0]
 }
 
+/// Runs `cmd`, again while the kernel says the program is busy (ETXTBSY):
+/// a copy of the binary just written may still be open for writing in a
+/// child another test forked at that moment, until that child execs.
+pub fn output_when_not_busy(cmd: &mut Command) -> Output {
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {}
+            Ok(out) if String::from_utf8_lossy(&out.stderr).contains("Text file busy") => {}
+            out => return out.expect("spawn"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cmd.output().expect("spawn")
+}
+
 /// A copy of the binary that any user may run: the checkout may sit where
 /// nobody else can reach (under /root). Keep the directory while it runs.
 pub fn binary_for_anyone() -> (tempfile::TempDir, std::path::PathBuf) {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{BIN, Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools, sockets};
+use crate::harness::{
+    BIN, Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools, output_when_not_busy, sockets,
+};
 use crate::twohosts::{Proc, start};
 
 fn sockwho(args: &[&str]) -> std::process::Output {
@@ -204,12 +206,12 @@ fn without_root_namespaces_need_more() {
     let (a, _b, _keep) = two_namespaces();
     let (_dir, bin) = binary_for_anyone();
     let nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .arg(&bin)
-            .args(args)
-            .output()
-            .unwrap()
+        output_when_not_busy(
+            Command::new("setpriv")
+                .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .arg(&bin)
+                .args(args),
+        )
     };
     let out = nobody(&["--netns", &a.name, "-tln"]);
     assert_eq!(out.status.code(), Some(1));

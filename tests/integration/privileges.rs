@@ -5,7 +5,9 @@ use std::io::BufRead;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use crate::harness::{Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools};
+use crate::harness::{
+    Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools, output_when_not_busy,
+};
 
 #[test]
 fn unprivileged_user_sees_sockets_and_only_own_owners() {
@@ -49,7 +51,11 @@ fn unprivileged_user_sees_sockets_and_only_own_owners() {
     let (_dir, bin) = binary_for_anyone();
     let mut argv: Vec<&str> = nobody.to_vec();
     argv.extend([bin.to_str().unwrap(), "-tlnp"]);
-    let out = ns.exec(&argv);
+    let out = output_when_not_busy(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .args(&argv),
+    );
     drop(child.stdin.take());
     let _ = child.wait();
 
