@@ -1,6 +1,9 @@
 //! JSON Lines events across refreshes (`--format jsonl`): `added`,
 //! `removed` and `changed` (state or queues) for each socket, keyed by the
-//! kernel's cookie, then a `tick` with the counts. Without `-c` it is one
+//! kernel's cookie, `closed` for a socket that opened and closed between
+//! two refreshes (seen only as the kernel destroyed it), then a `tick` with
+//! the counts. A `removed` or `closed` event carries the time the kernel
+//! destroyed the socket where its event said it. Without `-c` it is one
 //! refresh: every socket is `added`.
 
 use std::collections::HashMap;
@@ -12,6 +15,7 @@ use serde_json::{Value, json};
 use super::json::socket_of;
 use super::time::timestamp;
 use crate::classify::Row;
+use crate::collect::events::{Departures, refused};
 use crate::config::Config;
 use crate::model::State;
 use crate::view::{Part, shown};
@@ -87,20 +91,35 @@ pub struct Events {
 impl Events {
     /// One refresh: its events and a tick, each on a line of its own.
     pub fn write(&mut self, cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
-        self.write_at(cfg, parts, &timestamp(SystemTime::now()), out)
+        self.write_at(
+            cfg,
+            parts,
+            &Departures::new(),
+            &timestamp(SystemTime::now()),
+            out,
+        )
     }
 
+    /// One refresh taken at `time`; `departures` dates the sockets that
+    /// went away (`Pipeline::departures`).
     pub fn write_at(
         &mut self,
         cfg: &Config,
         parts: &[Part],
+        departures: &Departures,
         time: &str,
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let mut now = Vec::new();
         let mut sockets = Vec::new();
+        let mut closed = Vec::new();
         for (part, row) in shown(cfg, parts) {
             let s = &row.socket;
+            if s.closed {
+                // reported once, now: never in the refresh's list
+                closed.push((part, row));
+                continue;
+            }
             now.push((
                 key_of(part, row),
                 Vitals {
@@ -111,28 +130,44 @@ impl Events {
             ));
             sockets.push(serde_json::to_value(socket_of(cfg, part, row)).map_err(io::Error::from)?);
         }
+        let destroyed = |key: &Key| match key {
+            Key::Cookie(inode, cookie) => departures.get(&(*inode, *cookie)).map(|&t| timestamp(t)),
+            Key::Ends(..) => None,
+        };
         let (mut added, mut changed, mut removed) = (0, 0, 0);
         for change in diff(&self.before, &now) {
-            let (event, socket) = match change {
+            let (event, socket, at) = match change {
                 Change::Added(i) => {
                     added += 1;
-                    ("added", &sockets[i])
+                    ("added", &sockets[i], None)
                 }
                 Change::Changed(i) => {
                     changed += 1;
-                    ("changed", &sockets[i])
+                    ("changed", &sockets[i], None)
                 }
                 Change::Removed(i) => {
                     removed += 1;
-                    ("removed", &self.sockets[i])
+                    ("removed", &self.sockets[i], destroyed(&self.before[i].0))
                 }
             };
-            let line = json!({"event": event, "time": time, "socket": socket});
+            let at = at.as_deref().unwrap_or(time);
+            let line = json!({"event": event, "time": at, "socket": socket});
+            super::escape::write_json(&mut *out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        for &(part, row) in &closed {
+            let at = destroyed(&key_of(part, row));
+            let socket = socket_of(cfg, part, row);
+            let mut line = json!({"event": "closed", "time": at.as_deref().unwrap_or(time),
+                "socket": socket});
+            if refused(row.socket) {
+                line["refused"] = Value::Bool(true);
+            }
             super::escape::write_json(&mut *out, &line)?;
             out.write_all(b"\n")?;
         }
         let tick = json!({"event": "tick", "time": time, "sockets": now.len(),
-            "added": added, "changed": changed, "removed": removed});
+            "added": added, "changed": changed, "removed": removed, "closed": closed.len()});
         super::escape::write_json(&mut *out, &tick)?;
         out.write_all(b"\n")?;
         self.before = now;

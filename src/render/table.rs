@@ -215,7 +215,13 @@ impl Table<'_> {
         next(arena);
         self.endpoint(&s.local, s.proto, range, arena);
         next(arena);
+        let refused = crate::collect::events::refused(s);
         match &s.remote {
+            // a failed connect: the kernel forgot the port
+            Some(ep) if refused => {
+                push_addr(ep.addr, arena);
+                arena.push_str(":-");
+            }
             Some(ep) => self.endpoint(ep, s.proto, range, arena),
             None => arena.push_str(match s.family {
                 Family::Inet => "0.0.0.0:*",
@@ -223,7 +229,12 @@ impl Table<'_> {
             }),
         }
         next(arena);
-        arena.push_str(s.state.name(s.proto));
+        // watch mode: seen only as the kernel destroyed it, shown this once
+        arena.push_str(match (s.closed, refused) {
+            (true, true) => "REFUSED",
+            (true, false) => "CLOSED",
+            (false, _) => s.state.name(s.proto),
+        });
         next(arena);
         arena.push_str(direction_cell(&row.labels.direction));
         next(arena);
