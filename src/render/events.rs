@@ -179,6 +179,128 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Snapshot, Socket};
+    use std::time::Duration;
+
+    fn part(sockets: Vec<Socket>) -> Part {
+        let snapshot = Snapshot {
+            sockets,
+            ..Snapshot::default()
+        };
+        let classified = crate::classify::classify(&snapshot, Default::default());
+        Part {
+            inode: 0,
+            netns: None,
+            port_range: snapshot.port_range,
+            source: snapshot.source,
+            sockets: snapshot.sockets,
+            labels: classified.labels,
+            sessions: classified.sessions,
+            conntrack: None,
+        }
+    }
+
+    fn closed(s: Socket) -> Socket {
+        let mut s = s.state(State::Close);
+        s.closed = true;
+        s
+    }
+
+    fn lines(events: &mut Events, cfg: &Config, p: Part, d: &Departures) -> Vec<Value> {
+        let mut out = Vec::new();
+        events
+            .write_at(cfg, &[p], d, "2026-01-01T00:00:10.000Z", &mut out)
+            .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn closed_sockets_are_said_once_and_removed_ones_at_their_destroy() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-tan", "--format", "jsonl"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        let listener = Socket::tcp("10.0.0.1:80", None).cookie(1);
+        let listed = Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40000")).cookie(2);
+        let mut events = Events::default();
+        let first = lines(
+            &mut events,
+            &cfg,
+            part(vec![listener.clone(), listed]),
+            &Departures::new(),
+        );
+        assert_eq!(first.len(), 3);
+        // the listed one is destroyed; one opened and closed unseen, with
+        // its tcp_info; a connect was refused
+        let mut unseen = closed(Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40001")).cookie(3));
+        unseen.tcp_info = Some(Box::new(crate::model::TcpInfo {
+            bytes_acked: Some(8),
+            bytes_received: Some(101),
+            ..Default::default()
+        }));
+        let refused = closed(Socket::tcp("0.0.0.0:40002", Some("10.0.0.9:0")).cookie(4));
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_225_605_000 + s);
+        let departures = Departures::from([((0, 2), at(1)), ((0, 3), at(2)), ((0, 4), at(3))]);
+        let second = lines(
+            &mut events,
+            &cfg,
+            part(vec![listener.clone(), unseen, refused]),
+            &departures,
+        );
+        let kinds: Vec<&str> = second
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["removed", "closed", "closed", "tick"]);
+        assert_eq!(second[0]["time"], "2026-01-01T00:00:05.001Z");
+        assert_eq!(second[0]["socket"]["cookie"], 2);
+        assert_eq!(second[1]["time"], "2026-01-01T00:00:05.002Z");
+        assert_eq!(
+            second[1]["socket"]["tcp_info"],
+            serde_json::json!({"bytes_acked": 8, "bytes_received": 101})
+        );
+        assert_eq!(second[1]["socket"]["uid"], Value::Null, "not sent");
+        assert_eq!(second[1].get("refused"), None);
+        // a refused connect: no port is made up
+        assert_eq!(second[2]["refused"], true);
+        assert_eq!(second[2]["socket"]["remote"]["port"], Value::Null);
+        assert_eq!(second[2]["socket"]["remote"]["class"], Value::Null);
+        assert_eq!(second[2]["socket"]["remote"]["addr"], "10.0.0.9");
+        // closed sockets are apart from the count of those listed
+        let tick = &second[3];
+        assert_eq!(
+            (
+                &tick["sockets"],
+                &tick["added"],
+                &tick["removed"],
+                &tick["closed"]
+            ),
+            (&1.into(), &0.into(), &1.into(), &2.into())
+        );
+        assert_eq!(tick["time"], "2026-01-01T00:00:10.000Z");
+        // and never said again
+        let third = lines(&mut events, &cfg, part(vec![listener]), &Departures::new());
+        assert_eq!(third.len(), 1, "{third:?}");
+        assert_eq!(third[0]["closed"], 0);
+        // a socket that went away without an event: the refresh's time
+        let listed = Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40005")).cookie(5);
+        let l = Socket::tcp("10.0.0.1:80", None).cookie(1);
+        lines(
+            &mut events,
+            &cfg,
+            part(vec![l.clone(), listed]),
+            &Departures::new(),
+        );
+        let gone = lines(&mut events, &cfg, part(vec![l]), &Departures::new());
+        assert_eq!(gone[0]["event"], "removed");
+        assert_eq!(gone[0]["time"], "2026-01-01T00:00:10.000Z");
+        // sockets without the field leave tcp_info out
+        assert_eq!(first[0]["socket"].get("tcp_info"), None);
+        assert_eq!(first[1]["socket"]["uid"], 0);
+    }
 
     fn v(state: State, q: u32) -> Vitals {
         Vitals {
