@@ -373,6 +373,31 @@ fn check(events: &[Value], made: &Made, port: u16) {
         as_closed > made.connections.len() / 2,
         "most connections live between refreshes: {as_closed} closed, {as_listed} listed"
     );
+    // the README's JSON table documents every field of a closed socket
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let json = &readme[readme.find("\n## JSON\n").unwrap()..];
+    // the names in the first column: | `a`, `b` | ... |
+    let documented: Vec<&str> = json
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap_or("")
+                .split('`')
+                .skip(1)
+                .step_by(2)
+        })
+        .collect();
+    let closed_event = events.iter().find(|e| e["event"] == "closed").unwrap();
+    for key in closed_event["socket"].as_object().unwrap().keys() {
+        assert!(
+            documented.contains(&key.as_str()),
+            "README.md's JSON table does not document {key}"
+        );
+    }
+    assert!(closed_event["socket"].get("tcp_info").is_some());
     assert_eq!(refused.len(), 1, "{refused:#?}");
     let r = &refused[0];
     assert_eq!(r["event"], "closed");
