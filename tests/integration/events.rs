@@ -675,3 +675,153 @@ fn one_shot_runs_follow_no_events_issue_10() {
     let tick: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(tick["closed"], 0);
 }
+
+/// The closing note's figure (`cargo test --release --test integration --
+/// --ignored ten_seconds`): 500 connections of 5 ms a second for 10 s,
+/// watched by nobody, every one reported once.
+#[test]
+#[ignore = "a measurement: 10 s of load"]
+fn ten_seconds_at_500_a_second_unprivileged_issue_10() {
+    let test = "ten_seconds_at_500_a_second_unprivileged_issue_10";
+    if !can_use_netns(test) || !has_tools(test, &[SETPRIV]) {
+        return;
+    }
+    let _one = one_at_a_time();
+    let ns = Netns::new("ten");
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "0");
+    let port = 3720;
+    let server = Server::start(&ns, port, 8);
+    let watch = Watch::start(
+        &ns,
+        true,
+        &["-tan", "-v", "-c", "--interval", "0.1", "--format", "jsonl"],
+    );
+    let mut events = Vec::new();
+    watch.tick(&mut events);
+    let started = Instant::now();
+    let made = load(&ns, port, 500.0, 10.0, 4, Duration::from_millis(5));
+    let took = started.elapsed();
+    refused(&ns);
+    watch.settle(&mut events);
+    let stderr = watch.stop(&mut events);
+    server.stop();
+    check(&events, &made, port);
+    let count = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
+    eprintln!(
+        "MEASURED {} connections in {took:?}: {} closed, {} added, {} removed, {} ticks; {}",
+        made.connections.len(),
+        count("closed"),
+        count("added"),
+        count("removed"),
+        count("tick"),
+        stderr
+            .lines()
+            .find(|l| l.contains("kernel events"))
+            .unwrap_or("")
+    );
+    assert!(!stderr.contains("dropped"), "{stderr}");
+}
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The closing note's memory figure: sockwho as nobody at `--interval
+/// 0.01` under 500 connections of 5 ms a second for `SOCKWHO_CHURN_SECS`
+/// (default 150: TIME_WAIT sockets pile up for the first 60), RSS sampled
+/// every 10 s.
+#[test]
+#[ignore = "a measurement: minutes of load"]
+fn memory_stays_flat_under_churn_issue_10() {
+    let test = "memory_stays_flat_under_churn_issue_10";
+    if !can_use_netns(test) || !has_tools(test, &[SETPRIV]) {
+        return;
+    }
+    let _one = one_at_a_time();
+    let secs: f64 = std::env::var("SOCKWHO_CHURN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150.0);
+    let ns = Netns::new("rss");
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "0");
+    let port = 3730;
+    let server = Server::start(&ns, port, 8);
+    let (_dir, bin) = binary_for_anyone();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(NOBODY)
+        .arg(&bin)
+        .args([
+            "-tan",
+            "-v",
+            "-c",
+            "--interval",
+            "0.01",
+            "--format",
+            "jsonl",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let closed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = {
+        let (ticks, closed) = (ticks.clone(), closed.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                if line.starts_with("{\"event\":\"tick\"") {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else if line.starts_with("{\"event\":\"closed\"") {
+                    closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    while ticks.load(std::sync::atomic::Ordering::Relaxed) < 5 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let loader = {
+        let ns_ref = &ns;
+        std::thread::scope(|scope| {
+            let h =
+                scope.spawn(move || load(ns_ref, port, 500.0, secs, 4, Duration::from_millis(5)));
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            while !h.is_finished() {
+                let t = ticks.load(std::sync::atomic::Ordering::Relaxed);
+                samples.push((started.elapsed().as_secs(), t, rss_kib(pid)));
+                eprintln!(
+                    "MEASURED t={}s refreshes={t} rss={} KiB",
+                    samples.last().unwrap().0,
+                    samples.last().unwrap().2
+                );
+                std::thread::sleep(Duration::from_secs(10));
+            }
+            (h.join().unwrap(), samples)
+        })
+    };
+    let (made, samples) = loader;
+    let t = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "MEASURED end: {} connections, refreshes={t}, closed events={}, rss={} KiB; samples {samples:?}",
+        made.connections.len(),
+        closed.load(std::sync::atomic::Ordering::Relaxed),
+        rss_kib(pid)
+    );
+    // SAFETY: kill() on our own child's pid.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let _ = counter.join();
+    eprintln!("MEASURED stderr: {}", String::from_utf8_lossy(&out.stderr));
+    server.stop();
+}
