@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::json::socket_of;
 use super::time::timestamp;
@@ -84,8 +84,38 @@ pub fn diff(before: &[(Key, Vitals)], now: &[(Key, Vitals)]) -> Vec<Change> {
 #[derive(Debug, Default)]
 pub struct Events {
     before: Vec<(Key, Vitals)>,
-    /// The JSON of each socket of the refresh before, for `removed`.
-    sockets: Vec<Value>,
+    /// The JSON of each socket of the refresh before, for `removed`, as the
+    /// bytes written: a tree of `Value`s costs several times more, and
+    /// watch mode keeps one per socket (tens of thousands in TIME_WAIT on
+    /// a busy host).
+    sockets: Vec<Box<[u8]>>,
+}
+
+/// Writes `{"event": EVENT, "time": TIME, "socket": SOCKET}` and a newline;
+/// `socket` is JSON already (written by `escape::write_json`).
+fn write_event(
+    out: &mut dyn Write,
+    event: &str,
+    time: &str,
+    socket: &[u8],
+    refused: bool,
+) -> io::Result<()> {
+    out.write_all(b"{\"event\":")?;
+    super::escape::write_json(&mut *out, event)?;
+    out.write_all(b",\"time\":")?;
+    super::escape::write_json(&mut *out, time)?;
+    out.write_all(b",\"socket\":")?;
+    out.write_all(socket)?;
+    if refused {
+        out.write_all(b",\"refused\":true")?;
+    }
+    out.write_all(b"}\n")
+}
+
+fn socket_json(cfg: &Config, part: &Part, row: Row<'_>) -> io::Result<Box<[u8]>> {
+    let mut bytes = Vec::with_capacity(512);
+    super::escape::write_json(&mut bytes, &socket_of(cfg, part, row))?;
+    Ok(bytes.into_boxed_slice())
 }
 
 impl Events {
@@ -128,7 +158,7 @@ impl Events {
                     send_q: s.send_q,
                 },
             ));
-            sockets.push(serde_json::to_value(socket_of(cfg, part, row)).map_err(io::Error::from)?);
+            sockets.push(socket_json(cfg, part, row)?);
         }
         let destroyed = |key: &Key| match key {
             Key::Cookie(inode, cookie) => departures.get(&(*inode, *cookie)).map(|&t| timestamp(t)),
@@ -150,21 +180,13 @@ impl Events {
                     ("removed", &self.sockets[i], destroyed(&self.before[i].0))
                 }
             };
-            let at = at.as_deref().unwrap_or(time);
-            let line = json!({"event": event, "time": at, "socket": socket});
-            super::escape::write_json(&mut *out, &line)?;
-            out.write_all(b"\n")?;
+            write_event(out, event, at.as_deref().unwrap_or(time), socket, false)?;
         }
         for &(part, row) in &closed {
             let at = destroyed(&key_of(part, row));
-            let socket = socket_of(cfg, part, row);
-            let mut line = json!({"event": "closed", "time": at.as_deref().unwrap_or(time),
-                "socket": socket});
-            if refused(row.socket) {
-                line["refused"] = Value::Bool(true);
-            }
-            super::escape::write_json(&mut *out, &line)?;
-            out.write_all(b"\n")?;
+            let socket = socket_json(cfg, part, row)?;
+            let time = at.as_deref().unwrap_or(time);
+            write_event(out, "closed", time, &socket, refused(row.socket))?;
         }
         let tick = json!({"event": "tick", "time": time, "sockets": now.len(),
             "added": added, "changed": changed, "removed": removed, "closed": closed.len()});
@@ -180,6 +202,7 @@ impl Events {
 mod tests {
     use super::*;
     use crate::model::{Snapshot, Socket};
+    use serde_json::Value;
     use std::time::Duration;
 
     fn part(sockets: Vec<Socket>) -> Part {
