@@ -760,22 +760,20 @@ fn memory_stays_flat_under_churn_issue_10() {
         .args(["netns", "exec", &ns.name])
         .args(NOBODY)
         .arg(&bin)
-        .args([
-            "-tan",
-            "-v",
-            "-c",
-            "--interval",
-            "0.01",
-            "--format",
-            "jsonl",
-        ])
+        .args(["-tan", "-c", "--interval", "0.01", "--format", "jsonl"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    eprintln!("MEASURED sockwho is pid {pid}");
     let stdout = child.stdout.take().unwrap();
+    // read as it comes: a full pipe would stop sockwho
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
     let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let closed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = {
@@ -824,8 +822,9 @@ fn memory_stays_flat_under_churn_issue_10() {
     );
     // SAFETY: kill() on our own child's pid.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
     let _ = counter.join();
-    eprintln!("MEASURED stderr: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("MEASURED {status}, stderr: {}", stderr.join().unwrap());
     server.stop();
+    assert!(status.success());
 }
