@@ -776,13 +776,18 @@ fn memory_stays_flat_under_churn_issue_10() {
     });
     let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let closed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = {
-        let (ticks, closed) = (ticks.clone(), closed.clone());
+        let (ticks, closed, listed) = (ticks.clone(), closed.clone(), listed.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let line = line.unwrap();
                 if line.starts_with("{\"event\":\"tick\"") {
                     ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let n = serde_json::from_str::<Value>(&line).unwrap()["sockets"]
+                        .as_u64()
+                        .unwrap();
+                    listed.store(n, std::sync::atomic::Ordering::Relaxed);
                 } else if line.starts_with("{\"event\":\"closed\"") {
                     closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -801,12 +806,10 @@ fn memory_stays_flat_under_churn_issue_10() {
             let mut samples = Vec::new();
             while !h.is_finished() {
                 let t = ticks.load(std::sync::atomic::Ordering::Relaxed);
-                samples.push((started.elapsed().as_secs(), t, rss_kib(pid)));
-                eprintln!(
-                    "MEASURED t={}s refreshes={t} rss={} KiB",
-                    samples.last().unwrap().0,
-                    samples.last().unwrap().2
-                );
+                let (secs, rss) = (started.elapsed().as_secs(), rss_kib(pid));
+                let n = listed.load(std::sync::atomic::Ordering::Relaxed);
+                samples.push((secs, t, n, rss));
+                eprintln!("MEASURED t={secs}s refreshes={t} listed={n} rss={rss} KiB");
                 std::thread::sleep(Duration::from_secs(10));
             }
             (h.join().unwrap(), samples)
