@@ -138,3 +138,80 @@ fn header(time: &str, cfg: &Config, rows: &[(Key, Row)]) -> String {
         dirs[3]
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Snapshot, Socket, State};
+    use clap::Parser;
+
+    fn part(sockets: Vec<Socket>) -> Part {
+        let snapshot = Snapshot {
+            sockets,
+            ..Snapshot::default()
+        };
+        let classified = crate::classify::classify(&snapshot, Default::default());
+        Part {
+            inode: 0,
+            netns: None,
+            port_range: snapshot.port_range,
+            source: snapshot.source,
+            sockets: snapshot.sockets,
+            labels: classified.labels,
+            sessions: classified.sessions,
+            conntrack: None,
+        }
+    }
+
+    fn closed(s: Socket) -> Socket {
+        let mut s = s.state(State::Close);
+        s.closed = true;
+        s
+    }
+
+    fn frame(screen: &mut Screen, cfg: &Config, sockets: Vec<Socket>) -> Vec<String> {
+        screen
+            .update(
+                cfg,
+                &[part(sockets)],
+                &Names::default(),
+                "2026-01-01T00:00:10.000Z",
+            )
+            .unwrap();
+        screen.frame.iter().map(|(l, _)| l.clone()).collect()
+    }
+
+    #[test]
+    fn closed_connections_show_once_marked_and_apart_in_the_counts() {
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-tan", "-c"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        let listener = Socket::tcp("10.0.0.1:80", None).cookie(1);
+        let mut screen = Screen::default();
+        frame(&mut screen, &cfg, vec![listener.clone()]);
+        let gone = closed(Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40001")).cookie(3));
+        let refused = closed(Socket::tcp("0.0.0.0:40002", Some("10.0.0.9:0")).cookie(4));
+        let lines = frame(&mut screen, &cfg, vec![listener.clone(), gone, refused]);
+        assert!(
+            lines[0].contains(": 1 sockets (+2 closed); LISTEN 1;"),
+            "{}",
+            lines[0]
+        );
+        let row = |port: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains(port))
+                .unwrap_or_else(|| panic!("{port} in {lines:#?}"))
+                .clone()
+        };
+        assert!(row("10.0.0.2:40001").contains(" CLOSED "), "{lines:#?}");
+        let refused = row("0.0.0.0:40002");
+        assert!(
+            refused.contains("10.0.0.9:- ") && refused.contains(" REFUSED "),
+            "no port made up: {refused}"
+        );
+        // next refresh: neither again, nor gone
+        let lines = frame(&mut screen, &cfg, vec![listener]);
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(!lines.iter().any(|l| l.contains("(gone)")), "{lines:#?}");
+    }
+}
