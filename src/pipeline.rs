@@ -7,8 +7,9 @@
 //!
 //! Watch mode also follows the kernel's events in each namespace
 //! (`collect::events`): the sockets destroyed since the refresh before are
-//! taken just before the dump, matched with it by cookie (a [`Ledger`] per
-//! namespace), and those never listed join the snapshot with `closed` set,
+//! taken just before the dump, matched with it by cookie or a timewait
+//! socket's ends (a [`Ledger`] per namespace), and those never listed join
+//! the snapshot with `closed` set,
 //! so that they are classified like the others; conntrack comes from the
 //! table the events keep where there is one.
 
