@@ -4,17 +4,29 @@
 //! runs and every refresh of watch mode go through [`Pipeline`]; what watch
 //! mode keeps from one refresh to the next lives here too, so that a refresh
 //! costs no more than a one-shot run.
+//!
+//! Watch mode also follows the kernel's events in each namespace
+//! (`collect::events`): the sockets destroyed since the refresh before are
+//! taken just before the dump, matched with it by cookie or a timewait
+//! socket's ends (a [`Ledger`] per namespace), and those never listed join
+//! the snapshot with `closed` set,
+//! so that they are classified like the others; conntrack comes from the
+//! table the events keep where there is one.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::time::Instant;
 
 use crate::classify::memory::Memory;
 use crate::classify::{self, Classified};
+use crate::cli::SourceChoice;
+use crate::collect::events::{self, Counts, Departures, Destroyed, EventSource, Ledger};
 use crate::collect::names::{self, Names};
 use crate::collect::netns::{self, Target, Unseen};
 use crate::collect::{Notices, Request};
 use crate::config::Config;
 use crate::error::{self, Error};
-use crate::model::{self, Conntrack, Proto, Snapshot, State};
+use crate::model::{self, Conntrack, Proto, Snapshot, Source, State};
 use crate::view::Part;
 
 /// Collects and classifies what the configuration names, again and again.
@@ -26,6 +38,8 @@ pub struct Pipeline<'a> {
     /// is remembered.
     cache: Option<Cache>,
     names: Option<Names>,
+    /// When the sockets that went away in the last look were destroyed.
+    departures: Departures,
 }
 
 /// What watch mode keeps from one refresh to the next: owners of sockets
@@ -36,6 +50,55 @@ struct Cache {
     memory: HashMap<u64, Memory>,
     /// How often /proc was walked for owners (said with -v).
     owner_walks: usize,
+    /// The kernel's events of each namespace looked into, by inode.
+    watched: HashMap<u64, Watched>,
+}
+
+/// One namespace's events and what they were matched against.
+#[derive(Debug, Default)]
+struct Watched {
+    /// `None` where events could not be followed (said once).
+    source: Option<EventSource>,
+    ledger: Ledger,
+}
+
+impl Watched {
+    /// Starts following `target`'s events, or says why not.
+    fn start(cfg: &Config, request: &Request, target: &Target, notices: &mut Notices) -> Watched {
+        let label = if cfg.names_namespaces() {
+            format!("network namespace {}", target.id.label())
+        } else {
+            "this network namespace".to_string()
+        };
+        // The thread enters the namespace itself: this hands it the file.
+        let netns = netns::run_in(target, || File::open("/proc/thread-self/ns/net"))
+            .and_then(|opened| opened);
+        let options = events::Options {
+            protos: request.protos.clone(),
+            families: request.families.clone(),
+            verbose: cfg.verbose,
+        };
+        let started = netns
+            .map_err(|e| error::reason(&e))
+            .and_then(|file| EventSource::start(file, &options, label.clone()));
+        match started {
+            Ok((source, said)) => {
+                for line in said {
+                    notices.push(line);
+                }
+                Watched {
+                    source: Some(source),
+                    ledger: Ledger::default(),
+                }
+            }
+            Err(why) => {
+                notices.push(format!(
+                    "cannot follow the kernel's socket events in {label} ({why}): connections that open and close between refreshes are not seen"
+                ));
+                Watched::default()
+            }
+        }
+    }
 }
 
 impl<'a> Pipeline<'a> {
@@ -46,6 +109,7 @@ impl<'a> Pipeline<'a> {
             request: cfg.request(),
             cache: None,
             names: None,
+            departures: Departures::new(),
         }
     }
 
@@ -62,20 +126,87 @@ impl<'a> Pipeline<'a> {
         self.cache.as_ref().map_or(0, |c| c.owner_walks)
     }
 
+    /// When the sockets that went away in the last look were destroyed
+    /// (watch mode; empty otherwise): the times of their `removed` and
+    /// `closed` events.
+    pub fn departures(&self) -> &Departures {
+        &self.departures
+    }
+
+    /// The destroy events read so far and what they came to, over every
+    /// namespace; `None` where none was followed.
+    pub fn event_counts(&self) -> Option<(u64, Counts)> {
+        let watched = &self.cache.as_ref()?.watched;
+        let mut read = 0;
+        let mut counts = Counts::default();
+        let mut any = false;
+        for w in watched.values() {
+            let Some(source) = &w.source else { continue };
+            any = true;
+            read += source.read();
+            let c = w.ledger.counts;
+            counts.closed += c.closed;
+            counts.removed += c.removed;
+            counts.listed += c.listed;
+            counts.late += c.late;
+        }
+        any.then_some((read, counts))
+    }
+
+    /// Whether kernel events are followed: watch mode on the live system,
+    /// with sock_diag (whose cookies match events to dumped sockets).
+    fn follows_events(&self) -> bool {
+        self.cache.is_some()
+            && !self.cfg.inputs.replaying()
+            && self.cfg.source != SourceChoice::Procfs
+    }
+
     /// Collects and classifies every namespace the configuration names.
     pub fn look(&mut self, notices: &mut Notices) -> Result<Vec<Part>, Error> {
         let cfg = self.cfg;
         let labelled = cfg.names_namespaces();
         let mut collected = Vec::new();
         let (targets, mut unseen) = targets(cfg)?;
+        let follow = self.follows_events();
+        let request = &self.request;
+        let mut watched = self.cache.as_mut().map(|c| &mut c.watched);
+        let mut departures = Departures::new();
+        let mut looked = HashSet::new();
         for target in targets {
+            let inode = target.id.inode;
+            looked.insert(inode);
+            let events = match (&mut watched, follow) {
+                (Some(watched), true) => Some(
+                    watched
+                        .entry(inode)
+                        .or_insert_with(|| Watched::start(cfg, request, &target, notices)),
+                ),
+                _ => None,
+            };
+            // taken before the dump begins: see collect::events
+            let destroyed = match events.as_ref().and_then(|w| w.source.as_ref()) {
+                Some(source) => {
+                    let drained = source.drain();
+                    for line in drained.notices {
+                        notices.push(line);
+                    }
+                    drained.destroyed
+                }
+                None => Vec::new(),
+            };
             let entered = netns::run_in(&target, || {
                 let mut found = Notices::default();
-                collect_one(cfg, &self.request, &mut found).map(|c| (c, found))
+                let events = events.map(|w| (&mut w.ledger, w.source.as_ref()));
+                collect_one(cfg, request, events, destroyed, &mut found).map(|c| (c, found))
             });
             match entered {
-                Ok(Ok(((snapshot, conntrack), found))) => {
+                Ok(Ok(((snapshot, conntrack, destroyed_at), found))) => {
                     notices.extend(found);
+                    departures.extend(
+                        destroyed_at
+                            .into_iter()
+                            .map(|(cookie, at)| ((inode, cookie), at)),
+                    );
                     collected.push((
                         target.id.inode,
                         labelled.then(|| target.id.clone()),
@@ -110,6 +241,11 @@ impl<'a> Pipeline<'a> {
         if let Some(line) = unseen.notice() {
             notices.push(line);
         }
+        // the namespaces that went away take their threads with them
+        if let Some(watched) = watched {
+            watched.retain(|inode, _| looked.contains(inode));
+        }
+        self.departures = departures;
         // FTP needs owners (same process, daemons); they are read once for
         // all namespaces, only where FTP is in use (collect_one then asked
         // conntrack: its answer is there) or -p asks for them.
@@ -256,15 +392,46 @@ fn targets(cfg: &Config) -> Result<(Vec<Target>, Unseen), Error> {
 /// The sockets of the current namespace, and conntrack where FTP is in use.
 type Conntracked = Option<Result<Conntrack, String>>;
 
+/// When the sockets of a namespace that went away were destroyed, by cookie.
+type DestroyedAt = HashMap<u64, std::time::SystemTime>;
+
+/// Collects the current namespace. With its events (watch mode), the
+/// sockets `destroyed` since the refresh before that the dump does not
+/// explain join the snapshot after the dumped ones, `closed`, and conntrack
+/// comes from the table the events keep, where they keep one.
 fn collect_one(
     cfg: &Config,
     request: &Request,
+    events: Option<(&mut Ledger, Option<&EventSource>)>,
+    destroyed: Vec<Destroyed>,
     notices: &mut Notices,
-) -> Result<(Snapshot, Conntracked), Error> {
-    let snapshot = cfg.inputs.snapshot(request, notices)?;
+) -> Result<(Snapshot, Conntracked, DestroyedAt), Error> {
+    let mut snapshot = cfg.inputs.snapshot(request, notices)?;
+    let mut destroyed_at = DestroyedAt::new();
+    let (ledger, source) = match events {
+        Some((ledger, source)) => (Some(ledger), source),
+        None => (None, None),
+    };
+    // without cookies (/proc) nothing matches an event to a socket
+    if let Some(ledger) = ledger.filter(|_| snapshot.source == Source::Netlink) {
+        let merged = ledger.merge(&snapshot.sockets, destroyed, Instant::now());
+        destroyed_at = merged.removed_at;
+        for d in merged.closed {
+            if let Some(cookie) = d.socket.cookie {
+                destroyed_at.insert(cookie, d.at);
+            }
+            snapshot.sockets.push(d.socket);
+        }
+    }
     let ftp = cfg.ftp_view || uses_ftp_port(&snapshot, &cfg.ftp_ports);
-    let conntrack = ftp.then(|| cfg.inputs.conntrack());
-    Ok((snapshot, conntrack))
+    let kept = source
+        .filter(|s| s.keeps_conntrack())
+        .and_then(|s| s.conntrack(ftp));
+    let conntrack = match kept {
+        Some(ct) => Some(Ok(ct)),
+        None => ftp.then(|| cfg.inputs.conntrack()),
+    };
+    Ok((snapshot, conntrack, destroyed_at))
 }
 
 /// Whether any TCP socket uses a control port (21, 990, `--ftp-port`).

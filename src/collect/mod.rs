@@ -14,6 +14,7 @@
 pub mod bytecode;
 pub mod conntrack;
 pub mod decode;
+pub mod events;
 pub mod names;
 pub mod netlink;
 pub mod netns;

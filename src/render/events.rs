@@ -1,17 +1,21 @@
 //! JSON Lines events across refreshes (`--format jsonl`): `added`,
 //! `removed` and `changed` (state or queues) for each socket, keyed by the
-//! kernel's cookie, then a `tick` with the counts. Without `-c` it is one
+//! kernel's cookie, `closed` for a socket that opened and closed between
+//! two refreshes (seen only as the kernel destroyed it), then a `tick` with
+//! the counts. A `removed` or `closed` event carries the time the kernel
+//! destroyed the socket where its event said it. Without `-c` it is one
 //! refresh: every socket is `added`.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::json::socket_of;
 use super::time::timestamp;
 use crate::classify::Row;
+use crate::collect::events::{Departures, refused};
 use crate::config::Config;
 use crate::model::State;
 use crate::view::{Part, shown};
@@ -80,27 +84,72 @@ pub fn diff(before: &[(Key, Vitals)], now: &[(Key, Vitals)]) -> Vec<Change> {
 #[derive(Debug, Default)]
 pub struct Events {
     before: Vec<(Key, Vitals)>,
-    /// The JSON of each socket of the refresh before, for `removed`.
-    sockets: Vec<Value>,
+    /// The JSON of each socket of the refresh before, for `removed`, as the
+    /// bytes written: a tree of `Value`s costs several times more, and
+    /// watch mode keeps one per socket (tens of thousands in TIME_WAIT on
+    /// a busy host).
+    sockets: Vec<Box<[u8]>>,
+}
+
+/// Writes `{"event": EVENT, "time": TIME, "socket": SOCKET}` and a newline;
+/// `socket` is JSON already (written by `escape::write_json`).
+fn write_event(
+    out: &mut dyn Write,
+    event: &str,
+    time: &str,
+    socket: &[u8],
+    refused: bool,
+) -> io::Result<()> {
+    out.write_all(b"{\"event\":")?;
+    super::escape::write_json(&mut *out, event)?;
+    out.write_all(b",\"time\":")?;
+    super::escape::write_json(&mut *out, time)?;
+    out.write_all(b",\"socket\":")?;
+    out.write_all(socket)?;
+    if refused {
+        out.write_all(b",\"refused\":true")?;
+    }
+    out.write_all(b"}\n")
+}
+
+fn socket_json(cfg: &Config, part: &Part, row: Row<'_>) -> io::Result<Box<[u8]>> {
+    let mut bytes = Vec::with_capacity(512);
+    super::escape::write_json(&mut bytes, &socket_of(cfg, part, row))?;
+    Ok(bytes.into_boxed_slice())
 }
 
 impl Events {
     /// One refresh: its events and a tick, each on a line of its own.
     pub fn write(&mut self, cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
-        self.write_at(cfg, parts, &timestamp(SystemTime::now()), out)
+        self.write_at(
+            cfg,
+            parts,
+            &Departures::new(),
+            &timestamp(SystemTime::now()),
+            out,
+        )
     }
 
+    /// One refresh taken at `time`; `departures` dates the sockets that
+    /// went away (`Pipeline::departures`).
     pub fn write_at(
         &mut self,
         cfg: &Config,
         parts: &[Part],
+        departures: &Departures,
         time: &str,
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let mut now = Vec::new();
         let mut sockets = Vec::new();
+        let mut closed = Vec::new();
         for (part, row) in shown(cfg, parts) {
             let s = &row.socket;
+            if s.closed {
+                // reported once, now: never in the refresh's list
+                closed.push((part, row));
+                continue;
+            }
             now.push((
                 key_of(part, row),
                 Vitals {
@@ -109,30 +158,38 @@ impl Events {
                     send_q: s.send_q,
                 },
             ));
-            sockets.push(serde_json::to_value(socket_of(cfg, part, row)).map_err(io::Error::from)?);
+            sockets.push(socket_json(cfg, part, row)?);
         }
+        let destroyed = |key: &Key| match key {
+            Key::Cookie(inode, cookie) => departures.get(&(*inode, *cookie)).map(|&t| timestamp(t)),
+            Key::Ends(..) => None,
+        };
         let (mut added, mut changed, mut removed) = (0, 0, 0);
         for change in diff(&self.before, &now) {
-            let (event, socket) = match change {
+            let (event, socket, at) = match change {
                 Change::Added(i) => {
                     added += 1;
-                    ("added", &sockets[i])
+                    ("added", &sockets[i], None)
                 }
                 Change::Changed(i) => {
                     changed += 1;
-                    ("changed", &sockets[i])
+                    ("changed", &sockets[i], None)
                 }
                 Change::Removed(i) => {
                     removed += 1;
-                    ("removed", &self.sockets[i])
+                    ("removed", &self.sockets[i], destroyed(&self.before[i].0))
                 }
             };
-            let line = json!({"event": event, "time": time, "socket": socket});
-            super::escape::write_json(&mut *out, &line)?;
-            out.write_all(b"\n")?;
+            write_event(out, event, at.as_deref().unwrap_or(time), socket, false)?;
+        }
+        for &(part, row) in &closed {
+            let at = destroyed(&key_of(part, row));
+            let socket = socket_json(cfg, part, row)?;
+            let time = at.as_deref().unwrap_or(time);
+            write_event(out, "closed", time, &socket, refused(row.socket))?;
         }
         let tick = json!({"event": "tick", "time": time, "sockets": now.len(),
-            "added": added, "changed": changed, "removed": removed});
+            "added": added, "changed": changed, "removed": removed, "closed": closed.len()});
         super::escape::write_json(&mut *out, &tick)?;
         out.write_all(b"\n")?;
         self.before = now;
@@ -144,6 +201,130 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Snapshot, Socket};
+    use serde_json::Value;
+    use std::time::Duration;
+
+    fn part(sockets: Vec<Socket>) -> Part {
+        let snapshot = Snapshot {
+            sockets,
+            ..Snapshot::default()
+        };
+        let classified = crate::classify::classify(&snapshot, Default::default());
+        Part {
+            inode: 0,
+            netns: None,
+            port_range: snapshot.port_range,
+            source: snapshot.source,
+            sockets: snapshot.sockets,
+            labels: classified.labels,
+            sessions: classified.sessions,
+            conntrack: None,
+            selected: None,
+        }
+    }
+
+    fn closed(s: Socket) -> Socket {
+        let mut s = s.state(State::Close);
+        s.closed = true;
+        s
+    }
+
+    fn lines(events: &mut Events, cfg: &Config, p: Part, d: &Departures) -> Vec<Value> {
+        let mut out = Vec::new();
+        events
+            .write_at(cfg, &[p], d, "2026-01-01T00:00:10.000Z", &mut out)
+            .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn closed_sockets_are_said_once_and_removed_ones_at_their_destroy() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-tan", "--format", "jsonl"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        let listener = Socket::tcp("10.0.0.1:80", None).cookie(1);
+        let listed = Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40000")).cookie(2);
+        let mut events = Events::default();
+        let first = lines(
+            &mut events,
+            &cfg,
+            part(vec![listener.clone(), listed]),
+            &Departures::new(),
+        );
+        assert_eq!(first.len(), 3);
+        // the listed one is destroyed; one opened and closed unseen, with
+        // its tcp_info; a connect was refused
+        let mut unseen = closed(Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40001")).cookie(3));
+        unseen.tcp_info = Some(Box::new(crate::model::TcpInfo {
+            bytes_acked: Some(8),
+            bytes_received: Some(101),
+            ..Default::default()
+        }));
+        let refused = closed(Socket::tcp("0.0.0.0:40002", Some("10.0.0.9:0")).cookie(4));
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_225_605_000 + s);
+        let departures = Departures::from([((0, 2), at(1)), ((0, 3), at(2)), ((0, 4), at(3))]);
+        let second = lines(
+            &mut events,
+            &cfg,
+            part(vec![listener.clone(), unseen, refused]),
+            &departures,
+        );
+        let kinds: Vec<&str> = second
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["removed", "closed", "closed", "tick"]);
+        assert_eq!(second[0]["time"], "2026-01-01T00:00:05.001Z");
+        assert_eq!(second[0]["socket"]["cookie"], 2);
+        assert_eq!(second[1]["time"], "2026-01-01T00:00:05.002Z");
+        assert_eq!(
+            second[1]["socket"]["tcp_info"],
+            serde_json::json!({"bytes_acked": 8, "bytes_received": 101})
+        );
+        assert_eq!(second[1]["socket"]["uid"], Value::Null, "not sent");
+        assert_eq!(second[1].get("refused"), None);
+        // a refused connect: no port is made up
+        assert_eq!(second[2]["refused"], true);
+        assert_eq!(second[2]["socket"]["remote"]["port"], Value::Null);
+        assert_eq!(second[2]["socket"]["remote"]["class"], Value::Null);
+        assert_eq!(second[2]["socket"]["remote"]["addr"], "10.0.0.9");
+        // closed sockets are apart from the count of those listed
+        let tick = &second[3];
+        assert_eq!(
+            (
+                &tick["sockets"],
+                &tick["added"],
+                &tick["removed"],
+                &tick["closed"]
+            ),
+            (&1.into(), &0.into(), &1.into(), &2.into())
+        );
+        assert_eq!(tick["time"], "2026-01-01T00:00:10.000Z");
+        // and never said again
+        let third = lines(&mut events, &cfg, part(vec![listener]), &Departures::new());
+        assert_eq!(third.len(), 1, "{third:?}");
+        assert_eq!(third[0]["closed"], 0);
+        // a socket that went away without an event: the refresh's time
+        let listed = Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40005")).cookie(5);
+        let l = Socket::tcp("10.0.0.1:80", None).cookie(1);
+        lines(
+            &mut events,
+            &cfg,
+            part(vec![l.clone(), listed]),
+            &Departures::new(),
+        );
+        let gone = lines(&mut events, &cfg, part(vec![l]), &Departures::new());
+        assert_eq!(gone[0]["event"], "removed");
+        assert_eq!(gone[0]["time"], "2026-01-01T00:00:10.000Z");
+        // sockets without the field leave tcp_info out
+        assert_eq!(first[0]["socket"].get("tcp_info"), None);
+        assert_eq!(first[1]["socket"]["uid"], 0);
+    }
 
     fn v(state: State, q: u32) -> Vitals {
         Vitals {

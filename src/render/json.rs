@@ -115,22 +115,37 @@ pub struct JsonSocket<'a> {
     direction: Direction,
     direction_confidence: Option<Confidence>,
     direction_evidence: EvidenceSet,
-    uid: u32,
+    /// `null` for a socket seen only as the kernel destroyed it: its
+    /// event does not say (the kernel sends 0).
+    uid: Option<u32>,
     inode: u64,
     cookie: Option<u64>,
     timer: JsonTimer,
     ftp: Option<JsonFtp<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     processes: Option<Vec<JsonProcess<'a>>>,
+    /// Where the kernel sent `tcp_info` (a closed socket's destroy event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_info: Option<JsonTcpInfo>,
 }
 
 #[derive(Serialize)]
 struct JsonEndpoint {
     addr: IpAddr,
-    port: u16,
-    class: PortClass,
+    /// `null` (with its class) for the remote end of a failed connect,
+    /// whose port the kernel forgot: see `collect::events::refused`.
+    port: Option<u16>,
+    class: Option<PortClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     listening: Option<bool>,
+}
+
+/// The byte counters of `tcp_info`, as the kernel counts them (the SYN and
+/// the FIN count one each once acknowledged or received).
+#[derive(Serialize)]
+struct JsonTcpInfo {
+    bytes_acked: Option<u64>,
+    bytes_received: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -171,6 +186,7 @@ pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: Row<'a>) -> JsonSocket<'
 pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
     let s = &row.socket;
     let l = &row.labels;
+    let refused = crate::collect::events::refused(s);
     JsonSocket {
         netns: None,
         proto: s.proto.name(),
@@ -181,20 +197,20 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
         backlog: s.backlog,
         local: JsonEndpoint {
             addr: s.local.addr,
-            port: s.local.port,
-            class: l.local_class,
+            port: Some(s.local.port),
+            class: Some(l.local_class),
             listening: Some(l.local_listening),
         },
         remote: s.remote.zip(l.remote_class).map(|(r, class)| JsonEndpoint {
             addr: r.addr,
-            port: r.port,
-            class,
+            port: (!refused).then_some(r.port),
+            class: (!refused).then_some(class),
             listening: None,
         }),
         direction: l.direction.direction,
         direction_confidence: l.direction.confidence,
         direction_evidence: l.direction.evidence,
-        uid: s.uid,
+        uid: (!s.closed).then_some(s.uid),
         inode: s.inode,
         cookie: s.cookie,
         timer: JsonTimer {
@@ -219,6 +235,10 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
                     program: JsonText(p.program()),
                 })
                 .collect()
+        }),
+        tcp_info: s.tcp_info.as_ref().map(|t| JsonTcpInfo {
+            bytes_acked: t.bytes_acked,
+            bytes_received: t.bytes_received,
         }),
     }
 }

@@ -1,7 +1,10 @@
 //! The full-screen frame of watch mode: a header with counts, the table,
 //! connections new since the refresh before highlighted, those gone shown
-//! once, dimmed. Built from the view and drawn to any `io::Write` at a given
-//! size; the terminal itself (raw mode, keys, size) belongs to `watch`.
+//! once, dimmed, and those that opened and closed between two refreshes
+//! (seen only as the kernel destroyed them) shown once, in yellow, their
+//! state `CLOSED` or `REFUSED`. Built from the view and drawn to any
+//! `io::Write` at a given size; the terminal itself (raw mode, keys, size)
+//! belongs to `watch`.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -56,7 +59,12 @@ impl Screen {
         ];
         frame.push((columns.to_string(), Style::new().bold()));
         let mut now = HashMap::new();
-        for ((key, _), line) in rows.iter().zip(lines) {
+        for ((key, row), line) in rows.iter().zip(lines) {
+            if row.socket.closed {
+                // this once: it is in no refresh to come, nor gone from one
+                frame.push((line.to_string(), Style::new().yellow()));
+                continue;
+            }
             // new since the refresh before: highlighted (not on the first)
             let style = if !self.before.is_empty() && !self.before.contains_key(key) {
                 Style::new().green().bold()
@@ -92,11 +100,14 @@ impl Screen {
     }
 }
 
-/// `sockwho 03:30:00 every 1s: 12 sockets; ESTABLISHED 5, LISTEN 3; in 4, out 3, listen 3 (q quits)`
+/// `sockwho 03:30:00 every 1s: 12 sockets (+2 closed); ESTABLISHED 5, LISTEN 3; in 4, out 3, listen 3, unknown 0 (q quits)`:
+/// the counts are of the sockets listed, the closed ones apart.
 fn header(time: &str, cfg: &Config, rows: &[(Key, Row)]) -> String {
     let mut states: Vec<(&str, usize)> = Vec::new();
     let mut dirs = [0usize; 4];
-    for (_, r) in rows {
+    let closed = rows.iter().filter(|(_, r)| r.socket.closed).count();
+    let listed = rows.len() - closed;
+    for (_, r) in rows.iter().filter(|(_, r)| !r.socket.closed) {
         let name = r.socket.state.name(r.socket.proto);
         match states.iter_mut().find(|(n, _)| *n == name) {
             Some((_, c)) => *c += 1,
@@ -112,14 +123,96 @@ fn header(time: &str, cfg: &Config, rows: &[(Key, Row)]) -> String {
     states.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let states: Vec<String> = states.iter().map(|(n, c)| format!("{n} {c}")).collect();
     let clock = time.get(11..19).unwrap_or(time);
+    let closed = match closed {
+        0 => String::new(),
+        n => format!(" (+{n} closed)"),
+    };
     format!(
-        "sockwho {clock} every {}s: {} sockets; {}; in {}, out {}, listen {}, unknown {} (q quits)",
+        "sockwho {clock} every {}s: {} sockets{closed}; {}; in {}, out {}, listen {}, unknown {} (q quits)",
         cfg.interval.as_secs_f64(),
-        rows.len(),
+        listed,
         states.join(", "),
         dirs[0],
         dirs[1],
         dirs[2],
         dirs[3]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Snapshot, Socket, State};
+    use clap::Parser;
+
+    fn part(sockets: Vec<Socket>) -> Part {
+        let snapshot = Snapshot {
+            sockets,
+            ..Snapshot::default()
+        };
+        let classified = crate::classify::classify(&snapshot, Default::default());
+        Part {
+            inode: 0,
+            netns: None,
+            port_range: snapshot.port_range,
+            source: snapshot.source,
+            sockets: snapshot.sockets,
+            labels: classified.labels,
+            sessions: classified.sessions,
+            conntrack: None,
+            selected: None,
+        }
+    }
+
+    fn closed(s: Socket) -> Socket {
+        let mut s = s.state(State::Close);
+        s.closed = true;
+        s
+    }
+
+    fn frame(screen: &mut Screen, cfg: &Config, sockets: Vec<Socket>) -> Vec<String> {
+        screen
+            .update(
+                cfg,
+                &[part(sockets)],
+                &Names::default(),
+                "2026-01-01T00:00:10.000Z",
+            )
+            .unwrap();
+        screen.frame.iter().map(|(l, _)| l.clone()).collect()
+    }
+
+    #[test]
+    fn closed_connections_show_once_marked_and_apart_in_the_counts() {
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-tan", "-c"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        let listener = Socket::tcp("10.0.0.1:80", None).cookie(1);
+        let mut screen = Screen::default();
+        frame(&mut screen, &cfg, vec![listener.clone()]);
+        let gone = closed(Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40001")).cookie(3));
+        let refused = closed(Socket::tcp("0.0.0.0:40002", Some("10.0.0.9:0")).cookie(4));
+        let lines = frame(&mut screen, &cfg, vec![listener.clone(), gone, refused]);
+        assert!(
+            lines[0].contains(": 1 sockets (+2 closed); LISTEN 1;"),
+            "{}",
+            lines[0]
+        );
+        let row = |port: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains(port))
+                .unwrap_or_else(|| panic!("{port} in {lines:#?}"))
+                .clone()
+        };
+        assert!(row("10.0.0.2:40001").contains(" CLOSED "), "{lines:#?}");
+        let refused = row("0.0.0.0:40002");
+        assert!(
+            refused.contains("10.0.0.9:- ") && refused.contains(" REFUSED "),
+            "no port made up: {refused}"
+        );
+        // next refresh: neither again, nor gone
+        let lines = frame(&mut screen, &cfg, vec![listener]);
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(!lines.iter().any(|l| l.contains("(gone)")), "{lines:#?}");
+    }
 }

@@ -244,7 +244,13 @@ impl Table<'_> {
         next(arena);
         self.endpoint(&s.local, s.proto, range, arena);
         next(arena);
+        let refused = crate::collect::events::refused(s);
         match &s.remote {
+            // a failed connect: the kernel forgot the port
+            Some(ep) if refused => {
+                push_addr(ep.addr, arena);
+                arena.push_str(":-");
+            }
             Some(ep) => self.endpoint(ep, s.proto, range, arena),
             None => arena.push_str(match s.family {
                 Family::Inet => "0.0.0.0:*",
@@ -252,10 +258,14 @@ impl Table<'_> {
             }),
         }
         next(arena);
+        // watch mode: seen only as the kernel destroyed it, shown this once;
         // netstat leaves an unconnected UDP socket's State empty
-        if !(s.proto == Proto::Udp && s.state == State::Close) {
-            arena.push_str(s.state.name(s.proto));
-        }
+        arena.push_str(match (s.closed, refused) {
+            (true, true) => "REFUSED",
+            (true, false) => "CLOSED",
+            (false, _) if s.proto == Proto::Udp && s.state == State::Close => "",
+            (false, _) => s.state.name(s.proto),
+        });
         next(arena);
         if self.cfg.extend {
             match (self.cfg.numeric_users, self.names.user(s.uid)) {

@@ -8,6 +8,12 @@
 //! refreshes saw (listeners, handshakes) feeds the classifiers through the
 //! [`Pipeline`]. Signals come through signal-hook: SIGINT and SIGTERM set a
 //! flag the loop looks at between steps.
+//!
+//! The pipeline follows the kernel's events meanwhile, so a refresh also
+//! holds the connections that opened and closed since the one before
+//! (`closed` sockets): JSON Lines says them as `closed` events, the tables
+//! show them once, marked; `--format json` and `csv` documents list what the
+//! dump listed, as in a one-shot run.
 
 pub mod terminal;
 
@@ -24,6 +30,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
 use crate::render::{self, events::Events, screen::Screen, time::timestamp};
+use crate::view::Part;
 use terminal::{Terminal, Wake};
 
 /// Runs watch mode until it is told to stop.
@@ -50,8 +57,31 @@ pub fn run(cfg: &Config, out: &mut dyn Write, notices: &mut Notices) -> Result<(
             "owners: /proc walked {} times in {refreshes} refreshes",
             pipeline.owner_walks()
         ));
+        if let Some((read, c)) = pipeline.event_counts() {
+            notices.push(format!(
+                "kernel events: {read} sockets destroyed; {} reported closed, {} removed at their destroy, {} still listed (TIME_WAIT), {} late or repeated",
+                c.closed, c.removed, c.listed, c.late
+            ));
+        }
     }
     result
+}
+
+/// Leaves out the sockets seen only as the kernel destroyed them: they are
+/// appended after each part's dumped sockets, so the rest keep their
+/// indices; FTP sessions forget them, and those left with no socket go.
+fn listed_only(parts: &mut [Part]) {
+    for part in parts {
+        let Some(first) = part.sockets.iter().position(|s| s.closed) else {
+            continue;
+        };
+        part.sockets.truncate(first);
+        part.labels.truncate(first);
+        for session in &mut part.sessions {
+            session.members.retain(|&i| i < first);
+        }
+        part.sessions.retain(|s| !s.members.is_empty());
+    }
 }
 
 fn refresh(
@@ -73,7 +103,10 @@ fn refresh(
     let no_names = Names::default();
     loop {
         let started = Instant::now();
-        let parts = pipeline.look(notices)?;
+        let mut parts = pipeline.look(notices)?;
+        if terminal.is_none() && matches!(cfg.format, Format::Json | Format::Csv) && !cfg.ftp_view {
+            listed_only(&mut parts);
+        }
         let names = if render::needs_names(cfg) {
             pipeline.names(&parts)
         } else {
@@ -84,7 +117,7 @@ fn refresh(
             (Some(_), _) => screen
                 .update(cfg, &parts, names, &now)
                 .and_then(|()| screen.draw(Terminal::size(), out)),
-            (None, Format::Jsonl) => events.write_at(cfg, &parts, &now, out),
+            (None, Format::Jsonl) => events.write_at(cfg, &parts, pipeline.departures(), &now, out),
             // machine formats carry the time in themselves: no text line
             (None, Format::Json) if !cfg.ftp_view => {
                 render::json::write_at(cfg, &parts, Some(&now), out)

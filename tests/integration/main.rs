@@ -8,6 +8,7 @@ mod conntrack;
 mod decode;
 mod engine;
 mod errors;
+mod events;
 mod ftp;
 mod ftp_brief;
 mod harness;
