@@ -54,11 +54,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::classify::direction::Direction;
 use crate::collect::Notices;
 use crate::config::Config;
 use crate::error::{self, Error};
+use crate::model::{NetnsId, Proto};
 use crate::pipeline::Pipeline;
 use crate::render::metrics::{self, ClosedCounts, ErrorCounts, ErrorReason, Scrape};
+use crate::view::Part;
 
 /// Connections served at once. Prometheus keeps one per target; 64 leaves
 /// room for several servers and people, and bounds memory (hyper's buffers
@@ -175,6 +178,7 @@ fn collect(
 ) {
     let mut pipeline = Pipeline::watching(cfg);
     let mut errors = ErrorCounts::default();
+    let mut listed = Listed::new();
     while let Ok(first) = requests.recv() {
         // everyone who asked while the last scrape ran gets this one
         let mut waiters = vec![first];
@@ -184,7 +188,7 @@ fn collect(
         if waiters.is_empty() {
             continue;
         }
-        let body = scrape(cfg, &mut pipeline, &mut errors, closed, log);
+        let body = scrape(cfg, &mut pipeline, &mut errors, closed, &mut listed, log);
         for w in waiters {
             let _ = w.send(body.clone());
         }
@@ -198,6 +202,7 @@ fn scrape(
     pipeline: &mut Pipeline,
     errors: &mut ErrorCounts,
     closed: &Mutex<ClosedCounts>,
+    listed: &mut Listed,
     log: &Log,
 ) -> Bytes {
     let mut notices = Notices::default();
@@ -211,12 +216,15 @@ fn scrape(
     for line in problems {
         log.say(Problem::Notice, line);
     }
-    let parts = looked.unwrap_or_else(|e| {
+    let mut parts = looked.unwrap_or_else(|e| {
         errors.record(ErrorReason::of(&e), 1);
         log.say(Problem::Scrape, format!("a scrape failed: {e}"));
         Vec::new()
     });
-    let closed = lock(closed);
+    let mut closed = lock(closed);
+    count_closed(&parts, pipeline, listed, &mut closed);
+    // the gauges are of what is there now
+    crate::view::listed_only(&mut parts);
     let scrape = Scrape {
         duration: Some(duration),
         errors: Some(errors),
@@ -227,6 +235,41 @@ fn scrape(
         log.say(Problem::Scrape, format!("a scrape failed: {e}"));
     }
     Bytes::from(body)
+}
+
+/// The connections the last scrape listed, by (namespace inode, cookie):
+/// the labels a destroy event no longer carries.
+type Listed = HashMap<(u64, u64), (Proto, Direction, Option<NetnsId>)>;
+
+/// Feeds `sockwho_connections_closed_total` from the kernel's destroy
+/// events that the pipeline followed since the last scrape: connections
+/// that opened and closed in between (`closed` in the snapshot, classified
+/// like the others), and those the last scrape listed that the kernel
+/// destroyed since (`Pipeline::departures`). Then remembers what this
+/// scrape lists.
+fn count_closed(
+    parts: &[Part],
+    pipeline: &Pipeline,
+    listed: &mut Listed,
+    closed: &mut ClosedCounts,
+) {
+    for (key, (proto, direction, netns)) in listed.iter() {
+        if pipeline.departures().contains_key(key) {
+            closed.record_closed(*proto, *direction, netns.as_ref());
+        }
+    }
+    listed.clear();
+    for p in parts {
+        for r in p.rows() {
+            let s = r.socket;
+            let direction = r.labels.direction.direction;
+            if s.closed {
+                closed.record_closed(s.proto, direction, p.netns.as_ref());
+            } else if let (Some(cookie), Some(_)) = (s.cookie, s.remote) {
+                listed.insert((p.inode, cookie), (s.proto, direction, p.netns.clone()));
+            }
+        }
+    }
 }
 
 /// Accepts connections until a signal, or the collector is gone.

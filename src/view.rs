@@ -68,3 +68,20 @@ pub fn shown<'a>(
                 && cfg.filter.matches_labels(s, r.labels)
         })
 }
+
+/// Leaves out the sockets seen only as the kernel destroyed them: they are
+/// appended after each part's dumped sockets, so the rest keep their
+/// indices; FTP sessions forget them, and those left with no socket go.
+pub fn listed_only(parts: &mut [Part]) {
+    for part in parts {
+        let Some(first) = part.sockets.iter().position(|s| s.closed) else {
+            continue;
+        };
+        part.sockets.truncate(first);
+        part.labels.truncate(first);
+        for session in &mut part.sessions {
+            session.members.retain(|&i| i < first);
+        }
+        part.sessions.retain(|s| !s.members.is_empty());
+    }
+}

@@ -30,7 +30,6 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
 use crate::render::{self, events::Events, screen::Screen, time::timestamp};
-use crate::view::Part;
 use terminal::{Terminal, Wake};
 
 /// Runs watch mode until it is told to stop.
@@ -67,23 +66,6 @@ pub fn run(cfg: &Config, out: &mut dyn Write, notices: &mut Notices) -> Result<(
     result
 }
 
-/// Leaves out the sockets seen only as the kernel destroyed them: they are
-/// appended after each part's dumped sockets, so the rest keep their
-/// indices; FTP sessions forget them, and those left with no socket go.
-fn listed_only(parts: &mut [Part]) {
-    for part in parts {
-        let Some(first) = part.sockets.iter().position(|s| s.closed) else {
-            continue;
-        };
-        part.sockets.truncate(first);
-        part.labels.truncate(first);
-        for session in &mut part.sessions {
-            session.members.retain(|&i| i < first);
-        }
-        part.sessions.retain(|s| !s.members.is_empty());
-    }
-}
-
 fn refresh(
     cfg: &Config,
     pipeline: &mut Pipeline,
@@ -105,7 +87,7 @@ fn refresh(
         let started = Instant::now();
         let mut parts = pipeline.look(notices)?;
         if terminal.is_none() && matches!(cfg.format, Format::Json | Format::Csv) && !cfg.ftp_view {
-            listed_only(&mut parts);
+            crate::view::listed_only(&mut parts);
         }
         let names = if render::needs_names(cfg) {
             pipeline.names(&parts)

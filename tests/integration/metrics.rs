@@ -1153,3 +1153,64 @@ fn the_readme_config_and_rules_pass_promtool_issue_15() {
     checked.sort();
     assert_eq!(checked, ["config", "rules"]);
 }
+
+/// `sockwho_connections_closed_total` counts the connections the kernel
+/// destroyed between scrapes: those that opened and closed in between, and
+/// those a scrape listed that closed before the next.
+#[test]
+fn closed_connections_are_counted_between_scrapes_issue_15() {
+    let test = "closed_connections_are_counted_between_scrapes_issue_15";
+    if !can_use_netns(test) {
+        return;
+    }
+    let ns = Netns::new("closedtotal");
+    let server = Server::start(&ns, &[]);
+    let addr = server.addr;
+    let closed = |direction: &str| -> f64 {
+        let reply = ns.enter(|| get(addr, "/metrics")).expect("a scrape");
+        let samples =
+            parse(&String::from_utf8_lossy(&reply.body)).unwrap_or_else(|e| panic!("{e}"));
+        of(&samples, "sockwho_connections_closed_total")
+            .filter(|s| s.label("proto") == "tcp" && s.label("direction") == direction)
+            .map(|s| s.value)
+            .sum()
+    };
+    let (inbound0, outbound0) = (closed("inbound"), closed("outbound"));
+    // 20 connections that open and close between two scrapes, and 5 that a
+    // scrape lists before they close
+    let listener = ns.enter(|| TcpListener::bind("127.0.0.1:20011").unwrap());
+    ns.enter(|| {
+        for _ in 0..20 {
+            let c = TcpStream::connect("127.0.0.1:20011").unwrap();
+            let (a, _) = listener.accept().unwrap();
+            drop((c, a));
+        }
+    });
+    let held: Vec<(TcpStream, TcpStream)> = ns.enter(|| {
+        (0..5)
+            .map(|_| {
+                let c = TcpStream::connect("127.0.0.1:20011").unwrap();
+                let (a, _) = listener.accept().unwrap();
+                (c, a)
+            })
+            .collect()
+    });
+    let _ = closed("inbound"); // lists the five
+    drop(held);
+    // the destroy events come from a kernel work queue: give them a moment
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (inbound, outbound) = (closed("inbound"), closed("outbound"));
+        if inbound - inbound0 >= 25.0 && outbound - outbound0 >= 25.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closed: inbound {} outbound {} (want 25 each): {}",
+            inbound - inbound0,
+            outbound - outbound0,
+            server.said()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
