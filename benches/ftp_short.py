@@ -59,7 +59,7 @@ for side, ns in (("server", SRV), ("client", CLI)):
 time.sleep(0.5)
 rounds, failed = 0, 0
 end = time.time() + a.seconds
-curl = ["ip", "netns", "exec", CLI, "curl", "-s", "-o", "/dev/null"] + (["-P", "-"] if a.mode == "active" else [])
+curl = ["ip", "netns", "exec", CLI, "curl", "-s", "-o", "/dev/null", "-o", "/dev/null"] + (["-P", "-"] if a.mode == "active" else [])
 while time.time() < end:
     r = sh(*curl, "ftp://10.231.0.1/", "ftp://10.231.0.1/small", check=False)
     if r.returncode == 0:
@@ -78,9 +78,13 @@ def data_key(s):
 
 for side, w in watch.items():
     out, err = w.communicate(timeout=10)
-    seen, labelled = {}, {}
+    seen, labelled, kinds = {}, {}, {}
     for line in out.decode().splitlines():
-        ev = json.loads(line)
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue  # a line cut by the stop
+        kinds[ev["event"]] = kinds.get(ev["event"], 0) + 1
         s = ev.get("socket")
         if not s or s.get("proto") != "tcp" or not s.get("remote"):
             continue
@@ -98,7 +102,7 @@ for side, w in watch.items():
         conf[c] = conf.get(c, 0) + 1
     print(json.dumps({"side": side, "mode": a.mode, "conntrack": a.conntrack, "rounds": rounds,
                       "failed_rounds": failed, "data_connections": truth, "seen": len(seen),
-                      "labelled_right": len(labelled), "confidence": conf,
+                      "labelled_right": len(labelled), "confidence": conf, "events": kinds,
                       "stderr": err.decode().strip().splitlines()[-3:]}))
 for ns in (SRV, CLI):
     sh("ip", "netns", "del", ns, check=False)
