@@ -54,7 +54,7 @@ for _ in range(100):
 
 watch = {}
 for side, ns in (("server", SRV), ("client", CLI)):
-    watch[side] = subprocess.Popen(["ip", "netns", "exec", ns, a.sockwho, "-tan", "-c", "--interval", "0.1",
+    watch[side] = subprocess.Popen(["ip", "netns", "exec", ns, a.sockwho, "-tan", "-v", "-c", "--interval", "0.1",
                                     "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 time.sleep(0.5)
 rounds, failed = 0, 0
