@@ -28,6 +28,28 @@ pub struct Part {
 }
 
 impl Part {
+    /// The sockets of one namespace, classified as `Pipeline::look` does with
+    /// nothing remembered and no conntrack: for tests, benches and fuzzing.
+    pub fn classified(sockets: Vec<model::Socket>, netns: Option<NetnsId>) -> Part {
+        let snapshot = model::Snapshot {
+            sockets,
+            ..model::Snapshot::default()
+        };
+        let classify::Classified { labels, sessions } =
+            classify::classify(&snapshot, Default::default());
+        Part {
+            inode: netns.as_ref().map_or(0, |n| n.inode),
+            netns,
+            port_range: snapshot.port_range,
+            source: snapshot.source,
+            sockets: snapshot.sockets,
+            labels,
+            sessions,
+            conntrack: None,
+            selected: None,
+        }
+    }
+
     /// The sockets with their labels, in dump order.
     pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
         self.sockets

@@ -201,27 +201,12 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Snapshot, Socket};
+    use crate::model::Socket;
     use serde_json::Value;
     use std::time::Duration;
 
     fn part(sockets: Vec<Socket>) -> Part {
-        let snapshot = Snapshot {
-            sockets,
-            ..Snapshot::default()
-        };
-        let classified = crate::classify::classify(&snapshot, Default::default());
-        Part {
-            inode: 0,
-            netns: None,
-            port_range: snapshot.port_range,
-            source: snapshot.source,
-            sockets: snapshot.sockets,
-            labels: classified.labels,
-            sessions: classified.sessions,
-            conntrack: None,
-            selected: None,
-        }
+        Part::classified(sockets, None)
     }
 
     fn closed(s: Socket) -> Socket {

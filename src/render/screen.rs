@@ -142,26 +142,11 @@ fn header(time: &str, cfg: &Config, rows: &[(Key, Row)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Snapshot, Socket, State};
+    use crate::model::{Socket, State};
     use clap::Parser;
 
     fn part(sockets: Vec<Socket>) -> Part {
-        let snapshot = Snapshot {
-            sockets,
-            ..Snapshot::default()
-        };
-        let classified = crate::classify::classify(&snapshot, Default::default());
-        Part {
-            inode: 0,
-            netns: None,
-            port_range: snapshot.port_range,
-            source: snapshot.source,
-            sockets: snapshot.sockets,
-            labels: classified.labels,
-            sessions: classified.sessions,
-            conntrack: None,
-            selected: None,
-        }
+        Part::classified(sockets, None)
     }
 
     fn closed(s: Socket) -> Socket {

@@ -486,10 +486,9 @@ pub fn write(cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::classify::{self, Classified};
     use crate::cli::Cli;
     use crate::config::Environment;
-    use crate::model::{Snapshot, Socket};
+    use crate::model::Socket;
     use clap::Parser;
 
     pub(crate) fn config(args: &[&str]) -> Config {
@@ -500,22 +499,7 @@ pub(crate) mod tests {
 
     /// A part as `Pipeline::look` builds it, from sockets built in code.
     pub(crate) fn part(sockets: Vec<Socket>, netns: Option<NetnsId>) -> Part {
-        let snapshot = Snapshot {
-            sockets,
-            ..Snapshot::default()
-        };
-        let Classified { labels, sessions } = classify::classify(&snapshot, Default::default());
-        Part {
-            inode: netns.as_ref().map_or(0, |n| n.inode),
-            netns,
-            port_range: snapshot.port_range,
-            source: snapshot.source,
-            sockets: snapshot.sockets,
-            labels,
-            sessions,
-            conntrack: None,
-            selected: None,
-        }
+        Part::classified(sockets, netns)
     }
 
     /// A small host: sshd and a web server listening, two inbound
