@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{BIN, NFT, Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools};
+use crate::harness::{
+    BIN, NFT, Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools, reset,
+};
 
 /// One test of these at a time: the kernel sends every namespace's destroy
 /// events from one work queue, so one test's bursts would delay another's
@@ -463,24 +465,6 @@ fn every_short_connection_is_reported_once_unprivileged_issue_10() {
         true,
         3701,
     );
-}
-
-/// Closes with RST (SO_LINGER 0): no TIME_WAIT, the port free at once.
-fn reset(s: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket fd and a linger struct of the right size.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 /// The drops of `ns`'s sock_diag sockets (`sk_drops`, the last but one

@@ -309,3 +309,22 @@ pub fn binary_for_anyone() -> (tempfile::TempDir, std::path::PathBuf) {
     }
     (dir, bin)
 }
+
+/// Closes with RST (SO_LINGER 0): no TIME_WAIT left behind, the port free
+/// at once.
+pub fn reset(s: std::net::TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd and a linger struct of the right size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}

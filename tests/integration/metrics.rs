@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{BIN, NFT, Netns, PROMETHEUS, PROMTOOL, can_use_netns, has_tools};
+use crate::harness::{BIN, NFT, Netns, PROMETHEUS, PROMTOOL, can_use_netns, has_tools, reset};
 use crate::twohosts::{Hosts, SRV4, libunftp, start, suppaftp_download};
 use sockwho::render::escape::hazards;
 
@@ -508,25 +508,6 @@ fn churn(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
         }
         n
     })
-}
-
-/// Closes with RST (SO_LINGER 0): no TIME_WAIT piles up.
-fn reset(s: TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket fd and a linger struct of the right size.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 /// One valid scrape: 200, the whole body, an exposition that parses with

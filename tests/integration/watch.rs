@@ -7,33 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{BIN, Netns, can_use_netns, sockets};
+use crate::harness::{BIN, Netns, can_use_netns, reset, sockets};
 use crate::twohosts::start;
-
-/// Closes with RST (SO_LINGER 0): no TIME_WAIT left behind.
-fn reset(s: TcpStream) {
-    let sock = socket2_fd(&s);
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket fd and a linger struct of the right size.
-    unsafe {
-        libc::setsockopt(
-            sock,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    drop(s);
-}
-
-fn socket2_fd(s: &TcpStream) -> libc::c_int {
-    use std::os::fd::AsRawFd;
-    s.as_raw_fd()
-}
 
 #[test]
 fn jsonl_sees_a_connection_come_and_go_once_each() {
