@@ -11,17 +11,19 @@ ephemeral port: pyftpdlib does not use port 20), while
 
 For each side it counts the data connections that appear in any event
 (added, changed, removed, closed) and those labelled data with the right mode
-and the session of the round's control connection; the truth is what the
-client's curl made (two data connections a successful round). Prints one
+and the session of the round's control connection (`ftp.control`); the truth
+is what the client's curl made and said with -v (two data connections a
+successful round, their ports, and the control connection's port). Prints one
 JSON line per side. Run as root: sudo python3 benches/ftp_short.py --mode passive
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, re, subprocess, sys, tempfile, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--sockwho", default="target/release/sockwho")
 p.add_argument("--mode", choices=["passive", "active"], default="passive")
 p.add_argument("--seconds", type=float, default=5)
 p.add_argument("--conntrack", action="store_true")
+p.add_argument("--debug", action="store_true", help="print each data connection not labelled right")
 a = p.parse_args()
 
 SRV, CLI = "swm-srv", "swm-cli"
@@ -52,18 +54,33 @@ for _ in range(100):
         break
     time.sleep(0.05)
 
-watch = {}
+watch, files = {}, {}
 for side, ns in (("server", SRV), ("client", CLI)):
+    # to files, not pipes: a pipe nobody reads until the end fills at 64 KiB
+    # and stops the watcher at its next write
+    files[side] = (open(os.path.join(d, side + ".jsonl"), "w+b"), open(os.path.join(d, side + ".err"), "w+b"))
     watch[side] = subprocess.Popen(["ip", "netns", "exec", ns, a.sockwho, "-tan", "-v", "-c", "--interval", "0.1",
-                                    "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-time.sleep(0.5)
+                                    "--format", "jsonl"], stdout=files[side][0], stderr=files[side][1])
+# measure what happens while both watch: from the first refresh on each side
+for _ in range(200):
+    if all(b'"tick"' in open(f[0].name, "rb").read() for f in files.values()):
+        break
+    time.sleep(0.05)
 rounds, failed = 0, 0
 end = time.time() + a.seconds
-curl = ["ip", "netns", "exec", CLI, "curl", "-s", "-o", "/dev/null", "-o", "/dev/null"] + (["-P", "-"] if a.mode == "active" else [])
+curl = ["ip", "netns", "exec", CLI, "curl", "-v", "-s", "-w", "%{local_port}\n", "-o", "/dev/null", "-o", "/dev/null"] + (["-P", "-"] if a.mode == "active" else [])
+# the truth, from curl itself: its control connection's port (-w, one
+# connection for both URLs) and the data port of each transfer (-v: the
+# server's 229 reply in passive mode, curl's EPRT in active mode)
+session_of = {}  # data port -> control connection's client port
+DATA_PORT = re.compile(r"\(\|\|\|(\d+)\|\)|EPRT \|\d\|[^|]+\|(\d+)\|")
 while time.time() < end:
-    r = sh(*curl, "ftp://10.231.0.1/", "ftp://10.231.0.1/small", check=False)
+    r = sh(*curl, "ftp://10.231.0.1/", "ftp://10.231.0.1/small", check=False, capture_output=True)
     if r.returncode == 0:
         rounds += 1
+        control = int(r.stdout.split()[0])
+        for m in DATA_PORT.finditer(r.stderr.decode(errors="replace")):
+            session_of.setdefault(int(m.group(1) or m.group(2)), set()).add(control)
     else:
         failed += 1
 time.sleep(1.0)  # the last refreshes, and the destroy events
@@ -77,7 +94,8 @@ def data_key(s):
     return (l["addr"], l["port"], r.get("addr"), r.get("port"))
 
 for side, w in watch.items():
-    out, err = w.communicate(timeout=10)
+    w.wait(timeout=10)
+    out, err = (f.seek(0) or f.read() for f in files[side])
     seen, labelled, kinds = {}, {}, {}
     for line in out.decode().splitlines():
         try:
@@ -94,8 +112,15 @@ for side, w in watch.items():
         k = data_key(s)
         seen[k] = True
         f = s.get("ftp")
-        if f and f["role"] == "data" and f["mode"] == a.mode:
+        # the port curl saw named: the server's in passive mode, the client's in active mode
+        server_end, client_end = (l, r) if side == "server" else (r, l)
+        port = (server_end if a.mode == "passive" else client_end)["port"]
+        control = ((f or {}).get("control") or {}).get("client") or {}
+        if (f and f["role"] == "data" and f["mode"] == a.mode
+                and control.get("port") in session_of.get(port, ())):
             labelled[k] = f["confidence"]
+        elif a.debug:
+            print(side, ev["event"], ev["time"], k, "truth", session_of.get(port), "ftp", f, file=sys.stderr)
     truth = 2 * rounds
     conf = {}
     for c in labelled.values():

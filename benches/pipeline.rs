@@ -138,6 +138,7 @@ fn snapshot() -> Snapshot {
         port_range: range,
         source: Source::Netlink,
         selected: None,
+        dumped: None,
     }
 }
 

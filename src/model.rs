@@ -261,6 +261,11 @@ pub struct Socket {
     /// watch mode), never in a dump: the fields are what the kernel said as
     /// it went (uid and inode 0, no owners).
     pub closed: bool,
+    /// When the connection ended, where that is known: a closed socket's
+    /// destroy, or the moment it entered TIME_WAIT (its timer counted back
+    /// from the kernel's fixed 60 s). Set by the pipeline, for FTP's timing
+    /// evidence; never in an output.
+    pub ended: Option<std::time::Instant>,
     /// `tcp_info`, where the kernel sent it (`INET_DIAG_INFO`: destroy
     /// events, and dumps that ask for it). Boxed: rare, and large.
     pub tcp_info: Option<Box<TcpInfo>>,
@@ -335,6 +340,7 @@ impl Socket {
             v6only: None,
             processes: Vec::new(),
             closed: false,
+            ended: None,
             tcp_info: None,
         }
     }
@@ -402,10 +408,31 @@ impl Socket {
         self
     }
 
+    pub fn ended(mut self, at: std::time::Instant) -> Socket {
+        self.ended = Some(at);
+        self
+    }
+
     /// Adds an owner.
     pub fn process(mut self, pid: u32, name: &str) -> Socket {
         self.processes.push(Process::new(pid, name));
         self
+    }
+}
+
+/// How long the kernel keeps a connection in TIME_WAIT (`TCP_TIMEWAIT_LEN`
+/// in include/net/tcp.h; no sysctl changes it).
+pub const TIME_WAIT_LEN: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Socket {
+    /// When a TIME_WAIT socket dumped at `dumped` entered TIME_WAIT: its
+    /// timer counted back from [`TIME_WAIT_LEN`]. `None` for other states.
+    pub fn time_wait_began(&self, dumped: std::time::Instant) -> Option<std::time::Instant> {
+        if self.state != State::TimeWait || self.timer.kind != TimerKind::TimeWait {
+            return None;
+        }
+        let left = std::time::Duration::from_millis(self.timer.expires_ms);
+        dumped.checked_sub(TIME_WAIT_LEN.saturating_sub(left))
     }
 }
 
@@ -484,6 +511,9 @@ pub struct Snapshot {
     /// With an ss filter expression: which sockets it selected (the others
     /// are listeners dumped for context). `None` without one.
     pub selected: Option<Vec<bool>>,
+    /// When the kernel's table was read (set by the pipeline): what the
+    /// ends of connections seen as they went are measured against.
+    pub dumped: Option<std::time::Instant>,
 }
 
 /// A connection tracking tuple: one direction of a flow.

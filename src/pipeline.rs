@@ -245,6 +245,9 @@ impl<'a> Pipeline<'a> {
         if let Some(watched) = watched {
             watched.retain(|inode, _| looked.contains(inode));
         }
+        if let Some(cache) = &mut self.cache {
+            learn_ends(&mut cache.memory, &departures);
+        }
         self.departures = departures;
         // FTP needs owners (same process, daemons); they are read once for
         // all namespaces, only where FTP is in use (collect_one then asked
@@ -407,6 +410,12 @@ fn collect_one(
     notices: &mut Notices,
 ) -> Result<(Snapshot, Conntracked, DestroyedAt), Error> {
     let mut snapshot = cfg.inputs.snapshot(request, notices)?;
+    // one moment on both clocks: events carry wall-clock times
+    let (dumped, wall) = (Instant::now(), std::time::SystemTime::now());
+    snapshot.dumped = Some(dumped);
+    for s in &mut snapshot.sockets {
+        s.ended = s.time_wait_began(dumped);
+    }
     let mut destroyed_at = DestroyedAt::new();
     let (ledger, source) = match events {
         Some((ledger, source)) => (Some(ledger), source),
@@ -414,12 +423,15 @@ fn collect_one(
     };
     // without cookies (/proc) nothing matches an event to a socket
     if let Some(ledger) = ledger.filter(|_| snapshot.source == Source::Netlink) {
-        let merged = ledger.merge(&snapshot.sockets, destroyed, Instant::now());
+        let merged = ledger.merge(&snapshot.sockets, destroyed, dumped);
         destroyed_at = merged.removed_at;
-        for d in merged.closed {
+        for mut d in merged.closed {
             if let Some(cookie) = d.socket.cookie {
                 destroyed_at.insert(cookie, d.at);
             }
+            // the destroy's wall-clock time, on the monotonic clock
+            let ago = wall.duration_since(d.at).unwrap_or_default();
+            d.socket.ended = dumped.checked_sub(ago);
             snapshot.sockets.push(d.socket);
         }
     }
@@ -443,6 +455,24 @@ fn uses_ftp_port(snapshot: &Snapshot, extra: &[u16]) -> bool {
             && s.state != State::Listen
             && (control(s.local.port) || s.remote.is_some_and(|r| control(r.port)))
     })
+}
+
+/// Tells each namespace's memory when the sockets that went were destroyed,
+/// on the monotonic clock its other times are on.
+fn learn_ends(memory: &mut HashMap<u64, Memory>, departures: &Departures) {
+    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+    let mut by_netns: HashMap<u64, HashMap<u64, Instant>> = HashMap::new();
+    for (&(inode, cookie), &at) in departures {
+        let ago = wall.duration_since(at).unwrap_or_default();
+        if let Some(at) = now.checked_sub(ago) {
+            by_netns.entry(inode).or_default().insert(cookie, at);
+        }
+    }
+    for (inode, ended) in by_netns {
+        if let Some(m) = memory.get_mut(&inode) {
+            m.learn_ends(&ended);
+        }
+    }
 }
 
 /// With `-r`, looks up the host names of addresses not looked up before.

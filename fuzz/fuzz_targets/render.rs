@@ -216,6 +216,7 @@ fn part(u: &mut Unstructured<'_>, names: &[Arc<str>], inode: u64) -> Result<Part
         port_range,
         source,
         selected,
+        dumped: None,
     };
     let Classified { labels, sessions } = classify::classify(
         &snapshot,
@@ -244,6 +245,7 @@ fn part(u: &mut Unstructured<'_>, names: &[Arc<str>], inode: u64) -> Result<Part
         port_range,
         source,
         selected,
+        ..
     } = snapshot;
     Ok(Part {
         inode,

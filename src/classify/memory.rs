@@ -68,12 +68,23 @@ pub struct RecentSession {
     /// listeners), newest last.
     passive_ports: VecDeque<u16>,
     last_seen: Instant,
+    /// When its control connection ended, once a refresh saw that.
+    ended: Option<Instant>,
+    /// Its control connection's socket cookie (sock_diag), which the
+    /// kernel's destroy event names when it goes.
+    cookie: Option<u64>,
 }
 
 impl RecentSession {
     /// When its control connection was last in the table.
     pub fn last_seen(&self) -> Instant {
         self.last_seen
+    }
+
+    /// When its control connection ended, where a refresh saw that (in
+    /// TIME_WAIT, or destroyed).
+    pub fn ended(&self) -> Option<Instant> {
+        self.ended
     }
 }
 
@@ -94,8 +105,8 @@ type SessionKey = (Endpoint, Endpoint, Side);
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
     /// (address, port) of TCP listeners seen, the unspecified address for
-    /// wildcards -> when last seen.
-    listeners: HashMap<(IpAddr, u16), Instant>,
+    /// wildcards -> when first and last seen.
+    listeners: HashMap<(IpAddr, u16), (Instant, Instant)>,
     /// Connections seen in a handshake: true where this host sent the SYN;
     /// and when the connection was last seen.
     opened_here: HashMap<ConnKey, (bool, Instant)>,
@@ -119,7 +130,9 @@ impl Memory {
             match s.state {
                 State::Listen => {
                     self.listeners
-                        .insert((canonical(s.local.addr), s.local.port), now);
+                        .entry((canonical(s.local.addr), s.local.port))
+                        .and_modify(|seen| seen.1 = now)
+                        .or_insert((now, now));
                 }
                 State::SynSent | State::SynRecv | State::NewSynRecv => {
                     if let Some(key) = conn_key(s) {
@@ -163,8 +176,12 @@ impl Memory {
                         helper: session.helper,
                         passive_ports: VecDeque::new(),
                         last_seen: now,
+                        ended: None,
+                        cookie: None,
                     });
                     entry.last_seen = now;
+                    entry.ended = s.ended.or(entry.ended);
+                    entry.cookie = s.cookie.or(entry.cookie);
                     entry.helper = session.helper;
                 }
                 Role::Pending => {
@@ -222,13 +239,9 @@ impl Memory {
     /// Forgets what was last seen too long before `now`, then holds each
     /// map to its cap.
     fn prune(&mut self, now: Instant) {
-        bound(
-            &mut self.listeners,
-            now,
-            LISTENER_TTL,
-            LISTENERS_CAP,
-            |&t| t,
-        );
+        bound(&mut self.listeners, now, LISTENER_TTL, LISTENERS_CAP, |v| {
+            v.1
+        });
         bound(
             &mut self.opened_here,
             now,
@@ -244,9 +257,37 @@ impl Memory {
         });
     }
 
+    /// Takes in when sockets listed before went (by cookie: the kernel's
+    /// destroy events, watch mode), before the refresh that no longer
+    /// shows them is classified: a control connection that went keeps its
+    /// end for the timing of its data connections.
+    pub fn learn_ends(&mut self, ended: &HashMap<u64, Instant>) {
+        if ended.is_empty() {
+            return;
+        }
+        for session in self.sessions.values_mut() {
+            if let Some(at) = session.cookie.and_then(|c| ended.get(&c)) {
+                session.ended.get_or_insert(*at);
+            }
+        }
+    }
+
     /// Whether a TCP listener was seen on `ep`'s port, on its address or a wildcard.
     pub fn listener_was_on(&self, ep: &Endpoint) -> bool {
         wildcards(ep).any(|k| self.listeners.contains_key(&k))
+    }
+
+    /// Whether a TCP listener that lasted was seen on `ep`'s port: in two
+    /// refreshes or more. A data channel's pending listener (pyftpdlib's,
+    /// curl's) lives for milliseconds, from the 227 reply or the PORT
+    /// command to the one accept, and is seen once if at all, often gone
+    /// before its owner can be read; a service's listener stays.
+    pub fn lasting_listener_on(&self, ep: &Endpoint) -> bool {
+        wildcards(ep).any(|k| {
+            self.listeners
+                .get(&k)
+                .is_some_and(|(first, last)| first < last)
+        })
     }
 
     /// Who opened `s`, where its handshake was seen.

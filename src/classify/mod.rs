@@ -64,6 +64,7 @@ pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
             flows: &flows,
             extra_ports: cx.ftp_ports,
             memory: cx.memory,
+            dumped: snapshot.dumped,
         },
     );
     for (l, f) in labels.iter_mut().zip(found.labels) {

@@ -198,6 +198,7 @@ impl Inputs {
             port_range,
             source,
             selected: None,
+            dumped: None,
         };
         if let Some(expr) = expr {
             snapshot.selected = Some(select(&snapshot.sockets, expr, selected_front));

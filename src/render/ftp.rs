@@ -415,6 +415,7 @@ mod tests {
             port_range: PortRange::default(),
             source: Source::Netlink,
             selected: None,
+            dumped: None,
         };
         let Classified { labels, sessions } = classify(&snapshot, Context::default());
         let part = Part {

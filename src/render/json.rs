@@ -73,6 +73,15 @@ struct JsonHost {
     port: u16,
 }
 
+impl JsonHost {
+    fn of(e: crate::model::Endpoint) -> JsonHost {
+        JsonHost {
+            addr: e.addr,
+            port: e.port,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct JsonNetns<'a> {
     #[serde(flatten)]
@@ -163,6 +172,25 @@ struct JsonFtp<'a> {
     mode: Option<Mode>,
     confidence: Confidence,
     evidence: &'a [FtpEvidence],
+    /// The session's control connection (its `client` and `server` as in
+    /// `ftp_sessions`): in JSON Lines, where no session list is written,
+    /// this is what ties a data connection to its session.
+    control: Option<JsonControl>,
+}
+
+#[derive(Serialize)]
+struct JsonControl {
+    client: JsonHost,
+    server: JsonHost,
+}
+
+impl JsonControl {
+    fn of(s: &crate::classify::ftp::Session) -> JsonControl {
+        JsonControl {
+            client: JsonHost::of(s.client),
+            server: JsonHost::of(s.server),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -176,6 +204,13 @@ struct JsonProcess<'a> {
 /// One socket of `part` in the JSON shape, as the options ask for it.
 pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: Row<'a>) -> JsonSocket<'a> {
     let mut s = socket(row, cfg.program);
+    if let Some(f) = &mut s.ftp {
+        f.control = part
+            .sessions
+            .iter()
+            .find(|s| s.id == f.session)
+            .map(JsonControl::of);
+    }
     if cfg.names_namespaces() {
         s.netns = part.netns.as_ref().map(JsonNetnsId::from);
     }
@@ -225,6 +260,7 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
             mode: f.mode,
             confidence: f.confidence,
             evidence: &f.evidence,
+            control: None,
         }),
         processes: with_processes.then(|| {
             s.processes
@@ -298,14 +334,8 @@ pub fn write_at(
                 JsonSession {
                     session: s.id,
                     netns: p.netns.as_ref().filter(|_| labelled).map(JsonNetnsId::from),
-                    client: JsonHost {
-                        addr: s.client.addr,
-                        port: s.client.port,
-                    },
-                    server: JsonHost {
-                        addr: s.server.addr,
-                        port: s.server.port,
-                    },
+                    client: JsonHost::of(s.client),
+                    server: JsonHost::of(s.server),
                     here,
                     helper: s.helper,
                 }

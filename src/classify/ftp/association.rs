@@ -8,10 +8,16 @@
 //! (`same-hosts`, `low` alone; `medium` with the server's passive range),
 //! beside a pending listener of the session that watch mode saw
 //! (`remembered-pending`); and closing or remembered control connections
-//! may own it. Among several sessions, [`Found::choose`] ranks the evidence.
+//! may own it. Among several sessions, [`Found::choose`] ranks the evidence,
+//! and for those seen as they went, when each ended: a data connection
+//! ends with its control connection, so a session whose control connection
+//! had ended well before it is out, and the one whose end fits best is
+//! taken (`timing`; [`Fit`]).
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use super::control::{Control, ControlPorts};
 use super::{
@@ -68,6 +74,7 @@ pub(super) fn attach(
                 ct: cx.flows,
                 range: cx.range,
                 memory: cx.memory,
+                dumped: cx.dumped,
                 passive: &passive,
                 pending: &pending,
             };
@@ -143,6 +150,52 @@ fn share_owner(a: &Socket, b: &Socket) -> bool {
         .any(|p| b.processes.iter().any(|q| q.pid == p.pid))
 }
 
+/// Past this, a control connection that ended before a connection seen as
+/// it went is not its owner: more than the events' thread can lag.
+const TIMING_LIMIT: Duration = Duration::from_millis(100);
+
+/// How well a control connection's end fits the end of a connection seen
+/// as it went: the cost of taking it as the owner (`None`: an end is not
+/// known), so that the greater `Fit` is the likelier owner.
+///
+/// A data connection and its control connection end together, within a few
+/// milliseconds and in either order: the data connection closes before the
+/// 226 reply, but a client that closes both at exit leaves the server's data
+/// socket to enter TIME_WAIT a moment after the control connection went;
+/// and a destroy event's time is when sockwho read it (later than the
+/// destroy), a TIME_WAIT's start is counted back from a timer in
+/// milliseconds. A client's next session follows within tens of
+/// milliseconds (curl in a loop: 20 ms). So the cost is how far apart the
+/// two ends are, twice that where the control connection ended first (the
+/// usual order is the other); an open control connection ends after now at
+/// the earliest, and costs at least the time since the connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Fit(Option<Reverse<Duration>>);
+
+impl Fit {
+    const UNKNOWN: Fit = Fit(None);
+
+    /// `None` where the control connection had ended well before `ended`,
+    /// the end of the connection seen as it went: not its owner. `dumped`
+    /// is when the table was read.
+    fn of(ended: Option<Instant>, control: &Control, dumped: Option<Instant>) -> Option<Fit> {
+        let Some(data) = ended else {
+            return Some(Fit::UNKNOWN);
+        };
+        let cost = match control.ended {
+            Some(c) if c >= data => c - data,
+            Some(c) if data - c <= TIMING_LIMIT => (data - c) * 2,
+            Some(_) => return None,
+            // in the table and not ended: open (or closing) now
+            None if control.index.is_some() => {
+                dumped.map_or(Duration::MAX, |now| now.saturating_duration_since(data))
+            }
+            None => return Some(Fit::UNKNOWN),
+        };
+        Some(Fit(Some(Reverse(cost))))
+    }
+}
+
 /// A control connection that may own a socket, and what ties them.
 struct Candidate {
     control: usize,
@@ -155,6 +208,8 @@ struct Candidate {
     /// Nothing but the hosts and ports ties it (`same-hosts`, and perhaps
     /// `passive-range`).
     hosts_only: bool,
+    /// For a connection seen as it went: how their ends fit.
+    timing: Fit,
     evidence: Vec<FtpEvidence>,
 }
 
@@ -201,6 +256,8 @@ struct Found<'a> {
     ct: &'a FlowIndex<'a>,
     range: &'a PortRange,
     memory: Option<&'a Memory>,
+    /// When the table was read, where known.
+    dumped: Option<Instant>,
     /// Each server's passive range (`passive_ranges()`).
     passive: &'a HashMap<Endpoint, (u16, u16)>,
     /// The sockets labelled pending, by local port.
@@ -255,14 +312,15 @@ impl Found<'_> {
                 c.evidence.contains(&FtpEvidence::PassiveRange),
             )
         };
-        // then the live control connection, one in the table before one
-        // remembered, and the newest (remembered ones come in the order
-        // they were last seen)
+        // then when each ended (connections seen as they went), the live
+        // control connection, one in the table before one remembered, and
+        // the newest (remembered ones come in the order they were last seen)
         candidates.sort_by_key(|c| {
             let control = &self.controls[c.control];
             let ctl = control.index.map_or(0, |i| self.sockets[i].inode);
             std::cmp::Reverse((
                 strength(c),
+                c.timing,
                 control.live,
                 control.index.is_some(),
                 ctl <= inode || inode == 0,
@@ -288,9 +346,15 @@ impl Found<'_> {
         if pending {
             return false;
         }
+        // a listener seen once on an ephemeral port, whose owner was not
+        // read in time, was a data channel's (see `lasting_listener_on`)
+        let service = |m: &Memory| {
+            m.lasting_listener_on(&s.local)
+                || (m.listener_was_on(&s.local) && !self.range.contains(s.local.port))
+        };
         let remembered = self
             .memory
-            .is_some_and(|m| m.listener_was_on(&s.local) && m.pending_on(&s.local).is_none());
+            .is_some_and(|m| service(m) && m.pending_on(&s.local).is_none());
         self.labels[i].local_listening || remembered
     }
 
@@ -299,7 +363,10 @@ impl Found<'_> {
         let (local, remote) = canonical_ends(s);
         let flow = self.ct.flow_of(s);
         let orphan = orphaned(s);
+        let ended = s.ended.filter(|_| orphan);
         let mut candidates = Vec::new();
+        // a session ruled out because its control connection ended first
+        let mut ruled_out = false;
         for (c, control) in self.controls.iter().enumerate() {
             // A closing or remembered control connection owns no new data
             // connection, only those seen as they went.
@@ -374,6 +441,16 @@ impl Found<'_> {
             if !(tying || same_hosts) {
                 continue;
             }
+            // only the hosts tie it: a control connection that had ended
+            // before it did is not its owner
+            let timing = match Fit::of(ended, control, self.dumped) {
+                Some(t) => t,
+                None if tying => Fit::UNKNOWN,
+                None => {
+                    ruled_out = true;
+                    continue;
+                }
+            };
             if !tying {
                 evidence.push(FtpEvidence::SameHosts);
             }
@@ -394,16 +471,28 @@ impl Found<'_> {
                 listener: listener == Some(true) || remembered.is_some_and(|p| p.single_use),
                 same_process,
                 hosts_only: !tying,
+                timing,
                 evidence,
             });
         }
         let (chosen, several) = self.choose(candidates, s.inode)?;
+        // timing chose among sessions, or left one only
+        let timed = chosen.timing != Fit::UNKNOWN && (several || ruled_out);
         let side = self.controls[chosen.control].side;
         // The same owner alone is a heuristic: a process that also talks to
         // the same peer on other unprivileged ports (an application server
         // with FTP and HTTP in one JVM) looks the same.
         let mut confidence = chosen.confidence(several);
+        let hosts_only = chosen.hosts_only;
         let mut evidence = chosen.evidence;
+        if timed {
+            evidence.push(FtpEvidence::Timing);
+            // the one session between these hosts that was still open
+            // when it ended: more than the hosts alone
+            if !several && hosts_only {
+                confidence = confidence.max(Confidence::Medium);
+            }
+        }
         if evidence.contains(&FtpEvidence::NotExpected) {
             confidence = Confidence::Low;
         }
@@ -478,6 +567,7 @@ impl Found<'_> {
                     listener: false,
                     same_process,
                     hosts_only: false,
+                    timing: Fit::UNKNOWN,
                     evidence,
                 });
             }

@@ -348,6 +348,29 @@ fn a_pending_listener_seen_earlier_ties_what_it_accepted() {
         Some(&svc),
     );
     assert_eq!(tag(&c, 2), None);
+    // the same on an ephemeral port, where it lasted: a service
+    let svc_at = |port: u16| {
+        Socket::tcp(&format!("0.0.0.0:{port}"), None)
+            .inode(7)
+            .process(30, "httpd")
+    };
+    let mut lasting = Memory::default();
+    for n in 0..2 {
+        let at = t0 + Duration::from_millis(100 * n);
+        refresh(&mut lasting, at, &[listening(), control(), svc_at(45100)]);
+    }
+    let brief = |m: &Memory| {
+        let tw = time_wait("10.0.0.1:45100", "10.0.0.2:40006");
+        tag(&run(&[listening(), control(), tw], None, Some(m)), 2)
+    };
+    assert_eq!(brief(&lasting), None);
+    // but a listener on an ephemeral port seen once, its owner unread
+    // (gone before /proc was walked: pyftpdlib's passive listener), was a
+    // data channel's: what it accepted is tied by the hosts
+    let mut once = Memory::default();
+    let unowned = Socket::tcp("0.0.0.0:45100", None).inode(7);
+    refresh(&mut once, t0, &[listening(), control(), unowned]);
+    assert_eq!(brief(&once).map(|t| t.1), Some(Data));
 }
 
 #[test]
@@ -505,4 +528,30 @@ fn among_sessions_one_after_another_the_remembered_listener_picks() {
     assert_eq!(session(2).client, ep("10.0.0.2:40200"));
     assert!(evidence(&c, 2).contains(&F::SeveralSessions));
     assert_eq!(tag(&c, 2).map(|t| t.4), Some(Low));
+}
+
+/// Sequential sessions of one client (curl in a loop): a data connection
+/// seen as it went belongs to the session whose control connection ended
+/// with it, not to the one before (ended earlier) or after (still open).
+#[test]
+fn timing_ties_a_closed_data_connection_to_the_session_it_ended_with() {
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let server = "10.231.0.1";
+    let control = |port: u16| format!("10.231.0.2:{port}");
+    // client side, active: the server connected to curl's port
+    let earlier = time_wait(&control(36596), &format!("{server}:21")).ended(ms(0));
+    let own = closed(&control(36600), &format!("{server}:21")).ended(ms(19));
+    let next = Socket::tcp(&control(36614), Some(&format!("{server}:21"))).inode(7);
+    let data = closed("10.231.0.2:42613", &format!("{server}:57489")).ended(ms(17));
+    let c = run(&[earlier, own, next, data], None, None);
+    let f = c.labels[3].ftp.as_deref().expect("labelled");
+    let session = &c.sessions[f.session as usize - 1];
+    assert_eq!(session.client.port, 36600, "{:?}", evidence(&c, 3));
+    assert!(evidence(&c, 3).contains(&F::Timing));
+    // the one before ended 100 ms before it: out
+    let data = closed("10.231.0.2:42613", &format!("{server}:57489")).ended(ms(200));
+    let earlier = time_wait(&control(36596), &format!("{server}:21")).ended(ms(0));
+    let c = run(&[earlier, data], None, None);
+    assert_eq!(tag(&c, 1), None);
 }

@@ -4,6 +4,7 @@
 //! session; whether conntrack's ftp helper watches it is found here too.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use super::{Ftp, FtpEvidence, FtpLabel, Helper, Role, Session, Side, canonical_ends};
 use crate::classify::direction::{Confidence, Direction};
@@ -38,6 +39,9 @@ pub(super) struct Control {
     /// connections. A closing or remembered one owns only those seen as
     /// they went (`orphaned()`).
     pub(super) live: bool,
+    /// When it ended (TIME_WAIT began, or the kernel destroyed it), where
+    /// known; `None` for one still open, or remembered without its end.
+    pub(super) ended: Option<Instant>,
 }
 
 pub(super) struct ControlPorts {
@@ -130,6 +134,7 @@ pub(super) fn find(
             side,
             orig: ct.flow_of(s).map(|f| f.orig),
             live,
+            ended: s.ended,
         });
     }
     controls
@@ -170,6 +175,7 @@ pub(super) fn remembered(memory: &Memory, controls: &mut Vec<Control>, ftp: &mut
                 proto: 6,
             }),
             live: false,
+            ended: r.ended(),
         });
     }
 }

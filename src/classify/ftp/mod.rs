@@ -102,6 +102,12 @@ wire_enum! {
         Ipv6 => "ipv6",
         /// Several sessions could own it; the most likely was taken.
         SeveralSessions => "several-sessions",
+        /// Seen as it went: it ended with this session's control connection
+        /// (within milliseconds: a data connection and its control
+        /// connection end together), better than with any other session's;
+        /// sessions whose control connection had ended well before it are
+        /// out.
+        Timing => "timing",
         /// The ftp helper watches the control connection but did not expect
         /// this flow (FTPS, or a NAT'd 227/PORT address, or not FTP at all).
         NotExpected => "not-expected",
@@ -183,6 +189,8 @@ pub struct Context<'a> {
     pub extra_ports: &'a [u16],
     /// What earlier refreshes saw (watch mode).
     pub memory: Option<&'a Memory>,
+    /// When the table was read (`Snapshot::dumped`).
+    pub dumped: Option<std::time::Instant>,
 }
 
 /// Finds the FTP sessions among `sockets` (with their `labels`, same order).
