@@ -85,6 +85,15 @@ pub struct Cli {
     #[arg(short = 'p', long = "program", visible_alias = "programs")]
     pub program: bool,
 
+    /// TCP internals, as ss -i shows them (netstat's -i lists interfaces):
+    /// rtt, rto, cwnd, ssthresh, retransmits, bytes acknowledged, received
+    /// and retransmitted, delivery and pacing rates, busy time and how much
+    /// of it the receive window or the send buffer limited. In the table an
+    /// indented line under each TCP socket, in ss's form; in JSON and CSV
+    /// `tcp_info`. Asked of the kernel only with -i.
+    #[arg(short = 'i', long = "info")]
+    pub info: bool,
+
     /// Wide output; accepted for netstat compatibility: nothing is truncated.
     #[arg(short = 'W', long = "wide")]
     pub wide: bool,
@@ -499,6 +508,16 @@ pub const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
             (
                 "sockwho --format json | jq '.sockets[] | select(.direction == \"outbound\" and .remote.class == \"well-known\")'",
                 "Outbound connections to well-known ports, from the JSON document.",
+            ),
+            (
+                "sockwho -ti --dport 443",
+                "rtt, cwnd, retransmits and rates of each connection to port 443, in a line \
+                 under its row as ss -i prints it (sockwho's -i is ss's: netstat's -i lists \
+                 interfaces).",
+            ),
+            (
+                "sockwho -tni --format json | jq '.sockets[] | select(.tcp_info.total_retrans > 0) | [.remote.addr, .tcp_info.rtt_us]'",
+                "Connections that retransmitted, with their round-trip time in microseconds.",
             ),
             (
                 "sockwho --all-netns -tln",

@@ -61,6 +61,9 @@ pub struct Config {
     pub serve: Option<std::net::SocketAddr>,
     /// `--metrics-ports`: service ports with series of their own.
     pub metrics_ports: usize,
+    /// `-i`: each TCP socket's `tcp_info`, asked of the kernel, where the
+    /// output shows sockets (the table, JSON, JSON Lines, CSV).
+    pub tcp_info: bool,
 }
 
 /// The parts of the process environment that change what sockwho does.
@@ -209,6 +212,8 @@ impl Config {
             summary: cli.summary,
             serve: cli.serve,
             metrics_ports: cli.metrics_ports,
+            // the summary, the FTP view and the metrics show no socket's
+            tcp_info: cli.info && !counts && !(cli.ftp && cli.format == Format::Table),
         })
     }
 
@@ -246,6 +251,7 @@ impl Config {
             expr,
             source: self.source,
             verbose: self.verbose,
+            tcp_info: self.tcp_info,
         }
     }
 
@@ -315,6 +321,36 @@ mod tests {
         let mut argv = vec!["sockwho"];
         argv.extend_from_slice(args);
         Config::new(&Cli::parse_from(argv), env, |_| None).unwrap()
+    }
+
+    /// -i asks the kernel for tcp_info only where the output shows sockets.
+    #[test]
+    fn tcp_info_is_asked_for_only_with_i_and_a_socket_output() {
+        let env = Environment::default();
+        let asked = |args: &[&str]| {
+            let cfg = config(args, &env);
+            assert_eq!(cfg.tcp_info, cfg.request().tcp_info);
+            cfg.tcp_info
+        };
+        for args in [
+            &["-ti"][..],
+            &["--info", "--format", "json"],
+            &["-i", "--format", "jsonl", "-c"],
+            &["-i", "--format", "csv"],
+            &["-i", "--ftp", "--format", "json"],
+        ] {
+            assert!(asked(args), "{args:?}");
+        }
+        for args in [
+            &["-t"][..],
+            &["--format", "json"],
+            &["-si"],
+            &["-i", "--ftp"],
+            &["-i", "--format", "prometheus"],
+            &["-i", "--serve", ":9823"],
+        ] {
+            assert!(!asked(args), "{args:?}");
+        }
     }
 
     #[test]

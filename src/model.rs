@@ -284,12 +284,17 @@ pub struct TcpInfo {
     pub snd_ssthresh: u32,
     /// Retransmissions of the current timeout (`tcpi_retransmits`).
     pub retransmits: u8,
+    /// Segments retransmitted and not yet acknowledged (`tcpi_retrans`:
+    /// the first number of ss's `retrans:N/TOTAL`).
+    pub retrans: u32,
     pub total_retrans: u32,
+    /// `None` also while the kernel has no sample (it sends `~0`).
     pub min_rtt_us: Option<u32>,
     pub bytes_acked: Option<u64>,
     pub bytes_received: Option<u64>,
     pub bytes_retrans: Option<u64>,
     pub delivery_rate_bps: Option<u64>,
+    /// `None` also when pacing is unlimited (the kernel sends `~0`).
     pub pacing_rate_bps: Option<u64>,
     pub busy_time_us: Option<u64>,
     pub rwnd_limited_us: Option<u64>,

@@ -7,13 +7,18 @@
 //! timer); a replay gives each family and protocol only its own sockets, in
 //! the states asked for, fails or succeeds whatever was asked, leaves `out`
 //! as it was on an error, and reads its first dump as `decode_datagram`
-//! reads the datagram.
+//! reads the datagram. With `-i` (`decode_with_info`, `Replay::with_info`)
+//! the sockets are the same but for their `tcp_info`, which only TCP
+//! sockets have; `decode_tcp_info` on the bytes themselves gives a field
+//! only when the struct holds all of it.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sockwho::collect::decode::{decode_datagram, decode_inet_diag_msg};
-use sockwho::collect::netlink::Replay;
+use sockwho::collect::decode::{
+    TCP_INFO_MIN_LEN, decode_datagram, decode_inet_diag_msg, decode_tcp_info, decode_with_info,
+};
+use sockwho::collect::netlink::{Replay, walk};
 use sockwho::model::{Family, Proto, Socket, State, TimerKind};
 use sockwho_fuzz::{all_states, check_socket};
 
@@ -54,7 +59,48 @@ fn sentinel() -> Socket {
     }
 }
 
+/// Sockets without their `tcp_info`, to compare with and without `-i`.
+fn without_info(sockets: &[Socket]) -> Vec<Socket> {
+    sockets
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.tcp_info = None;
+            s
+        })
+        .collect()
+}
+
+/// `decode_tcp_info` on any bytes: something exactly from the oldest
+/// struct's size on, and each field only where all of it is in `data`.
+fn check_tcp_info(data: &[u8]) {
+    let Some(info) = decode_tcp_info(data) else {
+        assert!(data.len() < TCP_INFO_MIN_LEN);
+        return;
+    };
+    assert!(data.len() >= TCP_INFO_MIN_LEN);
+    let ends = [
+        (info.pacing_rate_bps.is_some(), 112),
+        (info.bytes_acked.is_some(), 128),
+        (info.bytes_received.is_some(), 136),
+        (info.min_rtt_us.is_some(), 152),
+        (info.delivery_rate_bps.is_some(), 168),
+        (info.busy_time_us.is_some(), 176),
+        (info.rwnd_limited_us.is_some(), 184),
+        (info.sndbuf_limited_us.is_some(), 192),
+        (info.bytes_retrans.is_some(), 216),
+    ];
+    for (i, (present, end)) in ends.into_iter().enumerate() {
+        assert!(
+            !present || data.len() >= end,
+            "field {i} of {} bytes: {info:?}",
+            data.len()
+        );
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    check_tcp_info(data);
     let mut first_dump = None;
     for proto in [Proto::Tcp, Proto::Udp] {
         let mut out = Vec::new();
@@ -72,6 +118,16 @@ fuzz_target!(|data: &[u8]| {
         }
         for s in &out {
             check_decoded(s, proto);
+        }
+        // with -i: the same sockets, tcp_info aside; none for UDP
+        let mut with = Vec::new();
+        let result = walk(data, |m| decode_with_info(m, proto, &mut with));
+        if result.is_ok() {
+            assert_eq!(without_info(&with), without_info(&out));
+        }
+        for s in &with {
+            check_decoded(s, proto);
+            assert!(proto == Proto::Tcp || s.tcp_info.is_none(), "{s:?}");
         }
         // one message alone, as a destroy event brings it
         if let Ok(s) = decode_inet_diag_msg(data, proto) {
@@ -110,6 +166,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Ok(()) => {
                     let every = &every[1..];
+                    // with -i: the same sockets, tcp_info aside
+                    let mut with = vec![sentinel()];
+                    let info = Replay::from_bytes(data.to_vec()).with_info(true);
+                    info.dump_filtered(family, proto, all, None, &mut with)
+                        .expect("with -i the file reads as without");
+                    assert_eq!(without_info(&with[1..]), without_info(every));
                     for s in every {
                         check_decoded(s, Proto::Tcp);
                         assert_eq!(s.family, family, "{s:?}");

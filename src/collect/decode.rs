@@ -10,8 +10,8 @@
 //!
 //! Destroy events (watch mode, `collect::events`) are the same message with
 //! `INET_DIAG_INFO` after it: [`decode_with_info`] adds the `tcp_info` it
-//! carries, which dumps never ask for, so [`decode_inet_diag_msg`] does not
-//! look for it.
+//! carries, which dumps ask for only with `-i`, so [`decode_inet_diag_msg`]
+//! does not look for it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -76,14 +76,18 @@ pub fn decode_with_info(
     if proto == Proto::Tcp
         && let Some(socket) = out.get_mut(before)
     {
-        socket.tcp_info = message
-            .payload
-            .get(INET_DIAG_MSG_LEN..)
-            .and_then(|attrs| attribute(attrs, INET_DIAG_INFO))
-            .and_then(decode_tcp_info)
-            .map(Box::new);
+        socket.tcp_info = tcp_info_attr(message.payload).map(Box::new);
     }
     Ok(())
+}
+
+/// The `tcp_info` of an `inet_diag_msg` payload's `INET_DIAG_INFO`
+/// attribute, where it has one long enough ([`decode_tcp_info`]).
+pub fn tcp_info_attr(payload: &[u8]) -> Option<TcpInfo> {
+    payload
+        .get(INET_DIAG_MSG_LEN..)
+        .and_then(|attrs| attribute(attrs, INET_DIAG_INFO))
+        .and_then(decode_tcp_info)
 }
 
 /// Decodes one `struct inet_diag_msg` and its attributes.
@@ -197,7 +201,9 @@ pub const TCP_INFO_MIN_LEN: usize = 104;
 /// past the fields known here are ignored. `None` when `b` is shorter than
 /// the oldest struct. Offsets are those of the header; times there are in
 /// microseconds already, and rates in bytes per second (sent here in bits
-/// per second, as ss shows them).
+/// per second, as ss shows them). The kernel's "no value" is `None` too:
+/// `tcpi_min_rtt` of `~0` (no sample yet) and `tcpi_pacing_rate` of `~0`
+/// (unlimited), which ss leaves out as well.
 pub fn decode_tcp_info(b: &[u8]) -> Option<TcpInfo> {
     if b.len() < TCP_INFO_MIN_LEN {
         return None;
@@ -208,20 +214,21 @@ pub fn decode_tcp_info(b: &[u8]) -> Option<TcpInfo> {
             .and_then(|s| s.try_into().ok())
             .map(u64::from_ne_bytes)
     };
-    // ~0 is "unlimited" for the pacing rate; * 8 saturates there anyway
+    // a rate is at most ~0 / 8 bytes per second, but saturate anyway
     let bits = |bytes: u64| bytes.saturating_mul(8);
     Some(TcpInfo {
         retransmits: b[2],
         rto_us: u32_at(b, 8),
+        retrans: u32_at(b, 36),
         rtt_us: u32_at(b, 68),
         rttvar_us: u32_at(b, 72),
         snd_ssthresh: u32_at(b, 76),
         snd_cwnd: u32_at(b, 80),
         total_retrans: u32_at(b, 100),
-        pacing_rate_bps: u64_field(104).map(bits),
+        pacing_rate_bps: u64_field(104).filter(|&r| r != u64::MAX).map(bits),
         bytes_acked: u64_field(120),
         bytes_received: u64_field(128),
-        min_rtt_us: u32_field(148),
+        min_rtt_us: u32_field(148).filter(|&r| r != u32::MAX),
         delivery_rate_bps: u64_field(160).map(bits),
         busy_time_us: u64_field(168),
         rwnd_limited_us: u64_field(176),
@@ -243,7 +250,7 @@ mod tests {
                 b[o..o + 4].copy_from_slice(&(o as u32 + 1).to_ne_bytes());
             }
         };
-        for o in [8, 68, 72, 76, 80, 100, 148] {
+        for o in [8, 36, 68, 72, 76, 80, 100, 148] {
             put32(&mut b, o);
         }
         for o in [104, 120, 128, 160, 168, 176, 184, 208] {
@@ -307,6 +314,7 @@ mod tests {
                 snd_cwnd: 81,
                 snd_ssthresh: 77,
                 retransmits: 3,
+                retrans: 37,
                 total_retrans: 101,
                 min_rtt_us: Some(149),
                 bytes_acked: Some(121),
@@ -347,6 +355,58 @@ mod tests {
         // shorter than any kernel's struct: nothing
         for len in [0, 1, 8, TCP_INFO_MIN_LEN - 1] {
             assert_eq!(decode_tcp_info(&tcp_info_bytes(len)), None, "{len}");
+        }
+    }
+
+    /// The kernel's "no value" (`~0`) is no value, not a number: a
+    /// listener has no RTT sample, and no pacing rate (unlimited).
+    #[test]
+    fn the_kernels_no_value_is_none() {
+        let mut b = tcp_info_bytes(232);
+        b[148..152].copy_from_slice(&u32::MAX.to_ne_bytes());
+        b[104..112].copy_from_slice(&u64::MAX.to_ne_bytes());
+        let info = decode_tcp_info(&b).unwrap();
+        assert_eq!((info.min_rtt_us, info.pacing_rate_bps), (None, None));
+        // one less is a value: a rate saturates rather than wrap
+        b[148..152].copy_from_slice(&(u32::MAX - 1).to_ne_bytes());
+        b[104..112].copy_from_slice(&(u64::MAX - 1).to_ne_bytes());
+        let info = decode_tcp_info(&b).unwrap();
+        assert_eq!(
+            (info.min_rtt_us, info.pacing_rate_bps),
+            (Some(u32::MAX - 1), Some(u64::MAX))
+        );
+        // zero is zero: the kernel said it
+        b[160..168].copy_from_slice(&0u64.to_ne_bytes());
+        assert_eq!(decode_tcp_info(&b).unwrap().delivery_rate_bps, Some(0));
+    }
+
+    /// Every size a kernel has sent, and every size between: each field is
+    /// there exactly when the struct holds all of it, never a made-up 0.
+    #[test]
+    fn each_field_is_there_exactly_when_the_struct_holds_it() {
+        type Field = (&'static str, usize, usize, fn(&TcpInfo) -> Option<u64>);
+        let fields: [Field; 9] = [
+            ("pacing_rate", 104, 8, |i| i.pacing_rate_bps),
+            ("bytes_acked", 120, 8, |i| i.bytes_acked),
+            ("bytes_received", 128, 8, |i| i.bytes_received),
+            ("min_rtt", 148, 4, |i| i.min_rtt_us.map(u64::from)),
+            ("delivery_rate", 160, 8, |i| i.delivery_rate_bps),
+            ("busy_time", 168, 8, |i| i.busy_time_us),
+            ("rwnd_limited", 176, 8, |i| i.rwnd_limited_us),
+            ("sndbuf_limited", 184, 8, |i| i.sndbuf_limited_us),
+            ("bytes_retrans", 208, 8, |i| i.bytes_retrans),
+        ];
+        for len in TCP_INFO_MIN_LEN..=300 {
+            let info = decode_tcp_info(&tcp_info_bytes(len)).unwrap();
+            // the fields of the oldest struct are always there
+            assert_eq!((info.rto_us, info.retrans, info.snd_cwnd), (9, 37, 81));
+            for (name, at, size, get) in fields {
+                let want = (len >= at + size).then(|| {
+                    let v = at as u64 + 1;
+                    if name.ends_with("_rate") { v * 8 } else { v }
+                });
+                assert_eq!(get(&info), want, "{name} in {len} bytes");
+            }
         }
     }
 

@@ -163,16 +163,24 @@ impl Inputs {
         let mut selected_front = None;
         let procfs = |notices: &mut Notices| {
             user_space("the sockets come from /proc here")?;
+            if request.tcp_info && request.protos.contains(&Proto::Tcp) {
+                notices.push(
+                    "-i: /proc/net has no tcp_info (sock_diag netlink has): tcp_info is null"
+                        .to_string(),
+                );
+            }
             read_procfs(&self.net_root(), request, notices).map(|s| (s, Source::Procfs))
         };
         let (sockets, source) = match (request.source, &self.diag_file) {
             (SourceChoice::Procfs, _) => procfs(notices)?,
             (_, Some(file)) => {
                 user_space("the sockets come from a replayed dump here")?;
-                let mut replay = netlink::Replay::open(file).map_err(|e| Error::Proc {
-                    path: file.clone(),
-                    source: e,
-                })?;
+                let mut replay = netlink::Replay::open(file)
+                    .map_err(|e| Error::Proc {
+                        path: file.clone(),
+                        source: e,
+                    })?
+                    .with_info(request.tcp_info);
                 (dump(&mut replay, request, None, notices)?, Source::Netlink)
             }
             (SourceChoice::Netlink, None) => {
@@ -212,7 +220,7 @@ impl Inputs {
         expr: Option<&Expr>,
         notices: &mut Notices,
     ) -> Result<(Vec<Socket>, Option<usize>), Error> {
-        let mut diag = netlink::DiagSocket::open()?;
+        let mut diag = netlink::DiagSocket::open()?.with_info(request.tcp_info);
         let hint = procfs::sockstat_hint(&self.net_root(), &request.protos);
         match expr {
             Some(expr) => dump_expr(&mut diag, request, expr, notices).map(|(s, n)| (s, Some(n))),
@@ -263,6 +271,9 @@ pub struct Request {
     pub expr: Option<ExprFilter>,
     /// Say what the kernel returned (`-v`).
     pub verbose: bool,
+    /// Ask the kernel for each TCP socket's `tcp_info` (`-i`); without it
+    /// the dump requests ask for no extension.
+    pub tcp_info: bool,
 }
 
 /// An ss filter expression and the states it leaves to dump.

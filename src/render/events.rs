@@ -267,10 +267,14 @@ mod tests {
         assert_eq!(second[0]["time"], "2026-01-01T00:00:05.001Z");
         assert_eq!(second[0]["socket"]["cookie"], 2);
         assert_eq!(second[1]["time"], "2026-01-01T00:00:05.002Z");
+        let info = &second[1]["socket"]["tcp_info"];
         assert_eq!(
-            second[1]["socket"]["tcp_info"],
-            serde_json::json!({"bytes_acked": 8, "bytes_received": 101})
+            (&info["bytes_acked"], &info["bytes_received"]),
+            (&8.into(), &101.into())
         );
+        // the rest of tcp_info as well; what the kernel did not send is null
+        assert_eq!(info["rtt_us"], 0);
+        assert_eq!(info["delivery_rate_bps"], Value::Null);
         assert_eq!(second[1]["socket"]["uid"], Value::Null, "not sent");
         assert_eq!(second[1].get("refused"), None);
         // a refused connect: no port is made up
@@ -309,6 +313,57 @@ mod tests {
         // sockets without the field leave tcp_info out
         assert_eq!(first[0]["socket"].get("tcp_info"), None);
         assert_eq!(first[1]["socket"]["uid"], 0);
+    }
+
+    /// Watch mode with -i: tcp_info moves at every refresh (rtt, bytes),
+    /// but `changed` is about the state and the queues, and stays so.
+    #[test]
+    fn tcp_info_alone_changes_nothing() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-tani", "--format", "jsonl"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        assert!(cfg.tcp_info);
+        let with = |rtt: u32, acked: u64, recv_q: u32| {
+            let mut s = Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40000")).cookie(2);
+            s.recv_q = recv_q;
+            s.tcp_info = Some(Box::new(crate::model::TcpInfo {
+                rtt_us: rtt,
+                bytes_acked: Some(acked),
+                ..Default::default()
+            }));
+            s
+        };
+        let mut events = Events::default();
+        let first = lines(
+            &mut events,
+            &cfg,
+            part(vec![with(30, 1, 0)]),
+            &Departures::new(),
+        );
+        assert_eq!(first[0]["event"], "added");
+        assert_eq!(first[0]["socket"]["tcp_info"]["rtt_us"], 30);
+        let second = lines(
+            &mut events,
+            &cfg,
+            part(vec![with(95, 5000, 0)]),
+            &Departures::new(),
+        );
+        assert_eq!(second.len(), 1, "only the tick: {second:?}");
+        assert_eq!(second[0]["changed"], 0);
+        // a queue that moves is a change, and says the tcp_info of now
+        let third = lines(
+            &mut events,
+            &cfg,
+            part(vec![with(40, 9000, 7)]),
+            &Departures::new(),
+        );
+        assert_eq!(third[0]["event"], "changed");
+        assert_eq!(third[0]["socket"]["tcp_info"]["bytes_acked"], 9000);
+        // a socket without tcp_info says null with -i (TIME_WAIT, UDP)
+        let udp = Socket::udp("10.0.0.1:53", None).cookie(9);
+        let fourth = lines(&mut events, &cfg, part(vec![udp]), &Departures::new());
+        let added = fourth.iter().find(|e| e["event"] == "added").unwrap();
+        assert_eq!(added["socket"].get("tcp_info"), Some(&Value::Null));
     }
 
     fn v(state: State, q: u32) -> Vitals {

@@ -15,7 +15,7 @@ use crate::classify::direction::{Confidence, Direction, EvidenceSet};
 use crate::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
 use crate::classify::ports::PortClass;
 use crate::config::Config;
-use crate::model::{NetnsId, Source};
+use crate::model::{NetnsId, Source, TcpInfo};
 use crate::view::Part;
 
 pub const SCHEMA: u32 = 1;
@@ -133,9 +133,11 @@ pub struct JsonSocket<'a> {
     ftp: Option<JsonFtp<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     processes: Option<Vec<JsonProcess<'a>>>,
-    /// Where the kernel sent `tcp_info` (a closed socket's destroy event).
+    /// With `-i`, on every socket: `null` where the kernel sent none (UDP,
+    /// TIME_WAIT, `/proc`). Without it, only where the kernel sent it
+    /// anyway (a closed socket's destroy event).
     #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_info: Option<JsonTcpInfo>,
+    tcp_info: Option<Option<JsonTcpInfo>>,
 }
 
 #[derive(Serialize)]
@@ -149,12 +151,55 @@ struct JsonEndpoint {
     listening: Option<bool>,
 }
 
-/// The byte counters of `tcp_info`, as the kernel counts them (the SYN and
-/// the FIN count one each once acknowledged or received).
+/// `tcp_info`, in the units its names say: times in microseconds, rates in
+/// bits per second (the kernel's bytes per second times 8, as ss shows
+/// them). A field the kernel's struct is too old to have is `null`, as are
+/// `min_rtt_us` before the first sample and `pacing_rate_bps` when pacing is
+/// unlimited (the kernel's `~0`). The byte counters are the kernel's (the
+/// SYN and the FIN count one each once acknowledged or received).
 #[derive(Serialize)]
 struct JsonTcpInfo {
+    rtt_us: u32,
+    rttvar_us: u32,
+    min_rtt_us: Option<u32>,
+    rto_us: u32,
+    snd_cwnd: u32,
+    snd_ssthresh: u32,
+    retransmits: u8,
+    retrans: u32,
+    total_retrans: u32,
     bytes_acked: Option<u64>,
     bytes_received: Option<u64>,
+    bytes_retrans: Option<u64>,
+    delivery_rate_bps: Option<u64>,
+    pacing_rate_bps: Option<u64>,
+    busy_time_us: Option<u64>,
+    rwnd_limited_us: Option<u64>,
+    sndbuf_limited_us: Option<u64>,
+}
+
+impl From<&TcpInfo> for JsonTcpInfo {
+    fn from(t: &TcpInfo) -> JsonTcpInfo {
+        JsonTcpInfo {
+            rtt_us: t.rtt_us,
+            rttvar_us: t.rttvar_us,
+            min_rtt_us: t.min_rtt_us,
+            rto_us: t.rto_us,
+            snd_cwnd: t.snd_cwnd,
+            snd_ssthresh: t.snd_ssthresh,
+            retransmits: t.retransmits,
+            retrans: t.retrans,
+            total_retrans: t.total_retrans,
+            bytes_acked: t.bytes_acked,
+            bytes_received: t.bytes_received,
+            bytes_retrans: t.bytes_retrans,
+            delivery_rate_bps: t.delivery_rate_bps,
+            pacing_rate_bps: t.pacing_rate_bps,
+            busy_time_us: t.busy_time_us,
+            rwnd_limited_us: t.rwnd_limited_us,
+            sndbuf_limited_us: t.sndbuf_limited_us,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -214,6 +259,9 @@ pub fn socket_of<'a>(cfg: &Config, part: &'a Part, row: Row<'a>) -> JsonSocket<'
     if cfg.names_namespaces() {
         s.netns = part.netns.as_ref().map(JsonNetnsId::from);
     }
+    if cfg.tcp_info && s.tcp_info.is_none() {
+        s.tcp_info = Some(None);
+    }
     s
 }
 
@@ -272,10 +320,7 @@ pub fn socket(row: Row<'_>, with_processes: bool) -> JsonSocket<'_> {
                 })
                 .collect()
         }),
-        tcp_info: s.tcp_info.as_ref().map(|t| JsonTcpInfo {
-            bytes_acked: t.bytes_acked,
-            bytes_received: t.bytes_received,
-        }),
+        tcp_info: s.tcp_info.as_deref().map(|t| Some(JsonTcpInfo::from(t))),
     }
 }
 

@@ -59,10 +59,18 @@ impl Screen {
         ];
         frame.push((columns.to_string(), Style::new().bold()));
         let mut now = HashMap::new();
-        for ((key, row), line) in rows.iter().zip(lines) {
+        for (key, row) in &rows {
+            let Some(line) = lines.next() else { break };
+            // with -i, a TCP row's tcp_info line under it, in its style
+            // (its tab as spaces: the frame is cut by characters)
+            let info = super::table::has_info_line(cfg, row.socket)
+                .then(|| lines.next())
+                .flatten()
+                .map(|i| i.replacen('\t', "        ", 1));
             if row.socket.closed {
                 // this once: it is in no refresh to come, nor gone from one
                 frame.push((line.to_string(), Style::new().yellow()));
+                frame.extend(info.map(|i| (i, Style::new().yellow())));
                 continue;
             }
             // new since the refresh before: highlighted (not on the first)
@@ -72,6 +80,7 @@ impl Screen {
                 Style::new()
             };
             frame.push((line.to_string(), style));
+            frame.extend(info.map(|i| (i, style)));
             now.insert(key.clone(), line.to_string());
         }
         // gone since the refresh before: shown this once, dimmed
@@ -199,5 +208,43 @@ mod tests {
         let lines = frame(&mut screen, &cfg, vec![listener]);
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert!(!lines.iter().any(|l| l.contains("(gone)")), "{lines:#?}");
+    }
+
+    /// With -i each TCP row brings its tcp_info line, in the row's style,
+    /// and the rows stay matched to their sockets.
+    #[test]
+    fn with_i_each_row_keeps_its_info_line() {
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-ani", "-c"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        let listener = Socket::tcp("10.0.0.1:80", None).cookie(1);
+        let mut conn = Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40001")).cookie(2);
+        conn.tcp_info = Some(Box::new(crate::model::TcpInfo {
+            snd_cwnd: 10,
+            ..Default::default()
+        }));
+        let udp = Socket::udp("10.0.0.1:53", Some("10.0.0.3:5353")).cookie(3);
+        let mut screen = Screen::default();
+        frame(&mut screen, &cfg, vec![listener.clone()]);
+        let gone = closed(Socket::tcp("10.0.0.1:80", Some("10.0.0.2:40009")).cookie(4));
+        frame(&mut screen, &cfg, vec![listener.clone(), conn, udp, gone]);
+        let styles: Vec<(String, Style)> = screen.frame.clone();
+        let at = |needle: &str| {
+            styles
+                .iter()
+                .position(|(l, _)| l.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} in {styles:#?}"))
+        };
+        let row = at("10.0.0.2:40001");
+        assert_eq!(styles[row + 1].0, "         cwnd:10", "{styles:#?}");
+        assert_eq!(styles[row + 1].1, styles[row].1, "the row's style");
+        assert_eq!(styles[row].1, Style::new().green().bold(), "new");
+        // UDP: no line; the closed one: its (empty) line, yellow
+        assert!(styles[at("10.0.0.3:5353") + 1].0.contains("CLOSED"));
+        let closed_row = at("10.0.0.2:40009");
+        assert_eq!(
+            styles[closed_row + 1],
+            ("        ".into(), Style::new().yellow())
+        );
+        assert!(!styles.iter().any(|(l, _)| l.contains('\t')));
     }
 }

@@ -9,6 +9,12 @@
 //! are as wide as their widest cell, so no address is ever cut, and every
 //! cell but Timer is one whitespace-free field.
 //!
+//! With `-i` (sockwho's, which is ss's: netstat's `-i` lists interfaces),
+//! each TCP row is followed by one line of its `tcp_info` as `ss -i` prints
+//! it: a tab, then ss's items in ss's order and forms ([`push_info_line`]).
+//! Only numbers and sockwho's own words go into it: nothing from outside
+//! needs escaping there.
+//!
 //! We align the columns ourselves rather than through comfy-table: a table of
 //! 200,000 rows must cost little more than writing it, and comfy-table keeps
 //! a styled cell object per field.
@@ -27,7 +33,7 @@ use crate::classify::ftp::{Mode, Role};
 use crate::classify::ports::PortClass;
 use crate::collect::names::Names;
 use crate::config::{Config, Show};
-use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, canonical};
+use crate::model::{Endpoint, Family, PortRange, Proto, Socket, State, TcpInfo, canonical};
 use crate::view::Part;
 
 pub struct Table<'a> {
@@ -160,6 +166,13 @@ impl Table<'_> {
                 cells.zip(self.styles(&row, n)),
                 &mut line,
             );
+            if has_info_line(self.cfg, row.socket) {
+                push_info_line(
+                    row.socket.tcp_info.as_deref(),
+                    self.cfg.numeric_ports,
+                    &mut line,
+                );
+            }
             buf.extend_from_slice(line.as_bytes());
             if buf.len() >= 60 * 1024 {
                 out.write_all(&buf)?;
@@ -328,6 +341,122 @@ impl Table<'_> {
     }
 }
 
+/// Whether the row of `s` is followed by a `tcp_info` line: with `-i`, a
+/// TCP socket's (ss prints none for UDP), also where the kernel sent no
+/// `tcp_info` (TIME_WAIT, `/proc`): then the line is the tab alone, as ss
+/// prints it.
+pub fn has_info_line(cfg: &Config, s: &Socket) -> bool {
+    cfg.tcp_info && s.proto == Proto::Tcp
+}
+
+/// ss's `-i` line (`tcp_stats_print()` in iproute2's misc/ss.c), with a
+/// newline: a tab, then for each field sockwho reads ss's item, in ss's
+/// order and form, left out where ss leaves it out (a zero, the initial
+/// rto of 3 s, an "infinite" ssthresh). Times in milliseconds as C's `%g`
+/// writes them (`rtt:0.031/0.015`); rates in bits per second, `1.2Gbps`, or
+/// with `numeric` (`-n`, as ss's `-n`) whole numbers of bits per second.
+pub fn push_info_line(info: Option<&TcpInfo>, numeric: bool, line: &mut String) {
+    line.push('\t');
+    if let Some(t) = info {
+        let ms = |us: u32| c_g(f64::from(us) / 1000.0, 6);
+        if t.rto_us != 0 && t.rto_us != 3_000_000 {
+            let _ = write!(line, " rto:{}", ms(t.rto_us));
+        }
+        if t.rtt_us != 0 {
+            let _ = write!(line, " rtt:{}/{}", ms(t.rtt_us), ms(t.rttvar_us));
+        }
+        if t.snd_cwnd != 0 {
+            let _ = write!(line, " cwnd:{}", t.snd_cwnd);
+        }
+        if t.snd_ssthresh != 0 && t.snd_ssthresh < 0xffff {
+            let _ = write!(line, " ssthresh:{}", t.snd_ssthresh);
+        }
+        for (name, value) in [
+            ("bytes_retrans", t.bytes_retrans),
+            ("bytes_acked", t.bytes_acked),
+            ("bytes_received", t.bytes_received),
+        ] {
+            if let Some(v) = value.filter(|&v| v != 0) {
+                let _ = write!(line, " {name}:{v}");
+            }
+        }
+        for (name, rate) in [
+            ("pacing_rate", t.pacing_rate_bps),
+            ("delivery_rate", t.delivery_rate_bps),
+        ] {
+            if let Some(bps) = rate.filter(|&r| r != 0) {
+                let _ = write!(line, " {name} {}bps", bandwidth(bps, numeric));
+            }
+        }
+        if let Some(busy) = t.busy_time_us.filter(|&b| b != 0) {
+            let _ = write!(line, " busy:{}ms", busy / 1000);
+            for (name, limited) in [
+                ("rwnd_limited", t.rwnd_limited_us),
+                ("sndbuf_limited", t.sndbuf_limited_us),
+            ] {
+                if let Some(us) = limited.filter(|&l| l != 0) {
+                    let share = 100.0 * us as f64 / busy as f64;
+                    let _ = write!(line, " {name}:{}ms({share:.1}%)", us / 1000);
+                }
+            }
+        }
+        if t.retrans != 0 || t.total_retrans != 0 {
+            let _ = write!(line, " retrans:{}/{}", t.retrans, t.total_retrans);
+        }
+        if let Some(min) = t.min_rtt_us.filter(|&m| m != 0) {
+            let _ = write!(line, " minrtt:{}", ms(min));
+        }
+    }
+    line.push('\n');
+}
+
+/// ss's `sprint_bw()`: `%.3g` and a prefix (`1.23G`), or with `numeric` the
+/// whole number.
+fn bandwidth(bps: u64, numeric: bool) -> String {
+    let bw = bps as f64;
+    if numeric {
+        return format!("{bw:.0}");
+    }
+    for (unit, prefix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if bw >= unit {
+            return format!("{}{prefix}", c_g(bw / unit, 3));
+        }
+    }
+    c_g(bw, 6)
+}
+
+/// C's `%.{precision}g`: `precision` significant digits, trailing zeros
+/// dropped, in exponent form (`1.5e+06`) when the exponent is below -4 or
+/// not below the precision.
+pub fn c_g(x: f64, precision: usize) -> String {
+    let p = precision.max(1);
+    if x == 0.0 || !x.is_finite() {
+        return if x == 0.0 {
+            "0".to_string()
+        } else {
+            x.to_string()
+        };
+    }
+    // the exponent after rounding to p digits
+    let sci = format!("{:.*e}", p - 1, x);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if exp < -4 || exp >= p as i32 {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.unsigned_abs())
+    } else {
+        let decimals = (p as i32 - 1 - exp) as usize;
+        trim(&format!("{x:.decimals$}"))
+    }
+}
+
 /// `listen`, `in`, `out`, `unknown`; `:med` or `:low` marks a guess.
 pub fn direction_cell(v: &Verdict) -> &'static str {
     use Confidence::*;
@@ -464,5 +593,140 @@ fn push_addr(addr: IpAddr, arena: &mut String) {
         IpAddr::V6(v6) => {
             let _ = write!(arena, "{v6}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cfg(args: &[&str]) -> Config {
+        let cli =
+            crate::cli::Cli::parse_from(std::iter::once("sockwho").chain(args.iter().copied()));
+        Config::new(&cli, &Default::default(), |_| None).unwrap()
+    }
+
+    fn table(cfg: &Config, sockets: Vec<Socket>) -> String {
+        let mut out = Vec::new();
+        Table {
+            cfg,
+            names: &Names::default(),
+            palette: Palette::new(false),
+        }
+        .write(&[Part::classified(sockets, None)], &mut out)
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// What glibc's printf writes for these (`printf '%g'`, `'%.3g'`).
+    #[test]
+    fn c_g_writes_what_printf_writes() {
+        for (x, p, want) in [
+            (0.0, 6, "0"),
+            (0.031, 6, "0.031"),
+            (0.0155, 6, "0.0155"),
+            (204.0, 6, "204"),
+            (1.5, 6, "1.5"),
+            (123456.0, 6, "123456"),
+            (1234567.0, 6, "1.23457e+06"),
+            (0.0001, 6, "0.0001"),
+            (0.00001234, 6, "1.234e-05"),
+            (999999.5, 6, "1e+06"),
+            (2.4, 3, "2.4"),
+            (1.23456, 3, "1.23"),
+            (999.6, 3, "1e+03"),
+            (12.0, 3, "12"),
+            (100.0, 3, "100"),
+        ] {
+            assert_eq!(c_g(x, p), want, "%.{p}g of {x}");
+        }
+        assert_eq!(bandwidth(2_400_000_000, false), "2.4G");
+        assert_eq!(bandwidth(2_400_000_000, true), "2400000000");
+        assert_eq!(bandwidth(999, false), "999");
+        assert_eq!(bandwidth(12_345, false), "12.3k");
+        assert_eq!(bandwidth(5_000_000_000_000, false), "5T");
+    }
+
+    fn full() -> TcpInfo {
+        TcpInfo {
+            rtt_us: 31,
+            rttvar_us: 15,
+            rto_us: 201_000,
+            snd_cwnd: 10,
+            snd_ssthresh: 7,
+            retransmits: 0,
+            retrans: 1,
+            total_retrans: 5,
+            min_rtt_us: Some(12),
+            bytes_acked: Some(1001),
+            bytes_received: Some(2002),
+            bytes_retrans: Some(300),
+            delivery_rate_bps: Some(1_200_000_000),
+            pacing_rate_bps: Some(2_400_000_000),
+            busy_time_us: Some(10_000),
+            rwnd_limited_us: Some(5_000),
+            sndbuf_limited_us: Some(2_500),
+        }
+    }
+
+    #[test]
+    fn the_info_line_is_ss_s() {
+        let line = |t: Option<&TcpInfo>, numeric: bool| {
+            let mut l = String::new();
+            push_info_line(t, numeric, &mut l);
+            l
+        };
+        assert_eq!(
+            line(Some(&full()), false),
+            "\t rto:201 rtt:0.031/0.015 cwnd:10 ssthresh:7 bytes_retrans:300 bytes_acked:1001 \
+             bytes_received:2002 pacing_rate 2.4Gbps delivery_rate 1.2Gbps busy:10ms \
+             rwnd_limited:5ms(50.0%) sndbuf_limited:2ms(25.0%) retrans:1/5 minrtt:0.012\n"
+        );
+        assert!(line(Some(&full()), true).contains(" pacing_rate 2400000000bps "));
+        // what ss leaves out: zeros, the initial rto, an "infinite" ssthresh,
+        // what the kernel did not send
+        let fresh = TcpInfo {
+            rto_us: 3_000_000,
+            snd_cwnd: 10,
+            snd_ssthresh: 0x7fff_ffff,
+            ..Default::default()
+        };
+        assert_eq!(line(Some(&fresh), false), "\t cwnd:10\n");
+        // no tcp_info (TIME_WAIT, /proc): the tab alone, as ss prints it
+        assert_eq!(line(None, false), "\t\n");
+    }
+
+    /// With -i each TCP row has its line under it, UDP rows none; without
+    /// -i the table is as it was.
+    #[test]
+    fn with_i_each_tcp_row_is_followed_by_its_line() {
+        let mut tcp = Socket::tcp("10.0.0.1:5000", Some("10.0.0.2:40000")).cookie(1);
+        tcp.tcp_info = Some(Box::new(full()));
+        let tw = Socket::tcp("10.0.0.1:5000", Some("10.0.0.2:40001"))
+            .cookie(2)
+            .state(State::TimeWait);
+        let udp = Socket::udp("10.0.0.1:53", Some("10.0.0.3:5353")).cookie(3);
+        let sockets = vec![tcp, tw, udp];
+        let plain = table(&cfg(&["-an"]), sockets.clone());
+        let info = table(&cfg(&["-ani"]), sockets);
+        let lines: Vec<&str> = info.lines().collect();
+        assert_eq!(lines.len(), 2 + 3 + 2, "{info}");
+        // the rows are the rows without -i, in place
+        let rows: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with('\t'))
+            .collect();
+        assert_eq!(rows, plain.lines().collect::<Vec<_>>());
+        assert!(lines[2].starts_with("tcp ") && lines[2].contains("10.0.0.2:40000"));
+        assert!(
+            lines[3].starts_with("\t rto:201 rtt:0.031/0.015 cwnd:10"),
+            "{info}"
+        );
+        assert!(lines[4].contains("TIME_WAIT"));
+        assert_eq!(lines[5], "\t");
+        assert!(lines[6].starts_with("udp "));
+        assert!(!plain.contains('\t'));
     }
 }

@@ -21,5 +21,6 @@ mod netstat;
 mod privileges;
 mod replay;
 mod ssfilter;
+mod tcpinfo;
 mod twohosts;
 mod watch;

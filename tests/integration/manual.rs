@@ -154,10 +154,11 @@ fn the_readme_documents_the_json_schema_as_it_is() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    // a socket of our own, with owners and a namespace label (this very one)
+    // a socket of our own, with owners, a namespace label (this very one)
+    // and tcp_info (-i: the kernel sends a listener's too)
     let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let out = Command::new(BIN)
-        .args(["-tlnp", "--format", "json", "--netns", "/proc/self/ns/net"])
+        .args(["-tlnpi", "--format", "json", "--netns", "/proc/self/ns/net"])
         .output()
         .unwrap();
     assert!(
@@ -183,7 +184,18 @@ fn the_readme_documents_the_json_schema_as_it_is() {
             );
             seen.insert(key.clone());
         }
+        // tcp_info's own fields, in a table of their own
+        if let Some(info) = s["tcp_info"].as_object() {
+            for key in info.keys() {
+                assert!(
+                    documented.contains(key),
+                    "tcp_info field {key} is not documented in README.md"
+                );
+                seen.insert(key.clone());
+            }
+        }
     }
+    assert!(seen.contains("rtt_us"), "a listener's tcp_info: {doc:#}");
     let top: Vec<&String> = doc.as_object().unwrap().keys().collect();
     // what only watch mode's `closed` events have (tests/integration/events.rs
     // holds them to the README)

@@ -47,13 +47,24 @@ pub trait SockDiag {
 /// A `NETLINK_SOCK_DIAG` socket of the caller's network namespace.
 pub struct DiagSocket {
     socket: NetlinkSocket,
+    /// Ask for each TCP socket's `tcp_info` (`-i`).
+    info: bool,
 }
 
 impl DiagSocket {
     pub fn open() -> Result<DiagSocket, NetlinkError> {
         Ok(DiagSocket {
             socket: NetlinkSocket::open(NETLINK_SOCK_DIAG)?,
+            info: false,
         })
+    }
+
+    /// With `info`, every dump asks for `INET_DIAG_INFO` and each TCP
+    /// socket gets the `tcp_info` the kernel sends (`Socket::tcp_info`);
+    /// without it (the default) the requests are as they always were.
+    pub fn with_info(mut self, info: bool) -> DiagSocket {
+        self.info = info;
+        self
     }
 
     /// Dumps the sockets of one family and protocol whose state bit is in
@@ -98,10 +109,16 @@ impl DiagSocket {
         bytecode: Option<&[u8]>,
         out: &mut Vec<Socket>,
     ) -> Result<(), NetlinkError> {
-        let request = request_bytes(family, proto, states, 0, bytecode);
-        self.socket.dump(&request, out, |m, out| {
-            decode::decode_message(m, proto, out)
-        })
+        let request = request_bytes(family, proto, states, 0, bytecode, self.info);
+        if self.info {
+            self.socket.dump(&request, out, |m, out| {
+                decode::decode_with_info(m, proto, out)
+            })
+        } else {
+            self.socket.dump(&request, out, |m, out| {
+                decode::decode_message(m, proto, out)
+            })
+        }
     }
 }
 
@@ -139,10 +156,13 @@ impl SockDiag for DiagSocket {
 /// each to its `NLMSG_DONE`. The family and states asked for are selected
 /// here, from each socket's family and state, since nothing can run the
 /// bytecode; and the engine's walker reads the file, so an `NLMSG_DONE`
-/// carrying an errno is an error too.
+/// carrying an errno is an error too. The `tcp_info` of a file `ss -D -i`
+/// wrote is read only when asked for ([`Replay::with_info`]), as a live
+/// dump asks for it only then.
 #[derive(Debug, Clone)]
 pub struct Replay {
     bytes: Vec<u8>,
+    info: bool,
 }
 
 impl Replay {
@@ -152,7 +172,14 @@ impl Replay {
     }
 
     pub fn from_bytes(bytes: Vec<u8>) -> Replay {
-        Replay { bytes }
+        Replay { bytes, info: false }
+    }
+
+    /// With `info`, each socket gets the `tcp_info` its message carries
+    /// (`INET_DIAG_INFO`, in a dump `ss -D FILE -i` wrote), if any.
+    pub fn with_info(mut self, info: bool) -> Replay {
+        self.info = info;
+        self
     }
 
     /// [`SockDiag::dump_filtered`] on the saved dumps; `bytecode` is
@@ -186,7 +213,10 @@ impl Replay {
                 if m.kind != SOCK_DIAG_BY_FAMILY {
                     return Ok(());
                 }
-                let socket = decode::decode_inet_diag_msg(m.payload, Proto::Tcp)?;
+                let mut socket = decode::decode_inet_diag_msg(m.payload, Proto::Tcp)?;
+                if self.info {
+                    socket.tcp_info = decode::tcp_info_attr(m.payload).map(Box::new);
+                }
                 if proto == Proto::Tcp
                     && socket.family == family
                     && states & socket.state.bit() != 0
@@ -219,19 +249,21 @@ impl SockDiag for Replay {
     }
 }
 
-/// An `inet_diag_req_v2` dump request, with no extensions: they make every
-/// answer about 3.5 times larger and nothing here needs them yet. With
-/// `bytecode`, the request carries it as its `INET_DIAG_REQ_BYTECODE`
-/// attribute, after the fixed part (`inet_diag_dump_start()` parses the
-/// attributes that follow `struct inet_diag_req_v2`); one too long for an
-/// attribute is left out. `seq` is the header's sequence number
-/// ([`NetlinkSocket::dump`] sets its own).
+/// An `inet_diag_req_v2` dump request. Without `info`, with no extensions:
+/// they make every answer about 3.5 times larger; with it, `INET_DIAG_INFO`
+/// alone (`idiag_ext` bit `1 << (INET_DIAG_INFO - 1)`, as `ss -i` sets it),
+/// for `tcp_info`. With `bytecode`, the request carries it as its
+/// `INET_DIAG_REQ_BYTECODE` attribute, after the fixed part
+/// (`inet_diag_dump_start()` parses the attributes that follow `struct
+/// inet_diag_req_v2`); one too long for an attribute is left out. `seq` is
+/// the header's sequence number ([`NetlinkSocket::dump`] sets its own).
 pub fn request_bytes(
     family: Family,
     proto: Proto,
     states: u32,
     seq: u32,
     bytecode: Option<&[u8]>,
+    info: bool,
 ) -> Vec<u8> {
     let (af, socket_id) = match family {
         Family::Inet => (libc::AF_INET as u8, SocketId::new_v4()),
@@ -249,7 +281,11 @@ pub fn request_bytes(
         SockDiagMessage::InetRequest(InetRequest {
             family: af,
             protocol,
-            extensions: ExtensionFlags::empty(),
+            extensions: if info {
+                ExtensionFlags::INFO
+            } else {
+                ExtensionFlags::empty()
+            },
             states: StateFlags::from_bits_retain(states),
             socket_id,
         })
@@ -296,7 +332,7 @@ mod tests {
 
     #[test]
     fn request_without_bytecode_is_the_fixed_part() {
-        let bytes = request_bytes(Family::Inet, Proto::Tcp, 1 << 10, 7, None);
+        let bytes = request_bytes(Family::Inet, Proto::Tcp, 1 << 10, 7, None, false);
         assert_eq!(bytes.len(), FIXED);
         assert_eq!(
             u32::from_ne_bytes(bytes[..4].try_into().unwrap()),
@@ -304,11 +340,48 @@ mod tests {
         );
     }
 
+    /// The request of a dump without `-i`, byte for byte: no extension is
+    /// asked for (`idiag_ext` 0), as before `-i` existed.
+    #[test]
+    fn without_info_the_request_asks_for_no_extension() {
+        let bytes = request_bytes(Family::Inet, Proto::Tcp, 1 << 10, 7, None, false);
+        let mut want = Vec::new();
+        want.extend_from_slice(&(FIXED as u32).to_ne_bytes());
+        want.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        want.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        want.extend_from_slice(&7u32.to_ne_bytes()); // seq
+        want.extend_from_slice(&0u32.to_ne_bytes()); // port id
+        // inet_diag_req_v2: family, protocol, idiag_ext, pad, states
+        want.extend_from_slice(&[libc::AF_INET as u8, libc::IPPROTO_TCP as u8, 0, 0]);
+        want.extend_from_slice(&(1u32 << 10).to_ne_bytes());
+        // inet_diag_sockid: ports, addresses, interface, cookie: all zero
+        want.extend_from_slice(&[0; 4 + 16 + 16 + 4 + 8]);
+        assert_eq!(bytes, want);
+        for (family, proto) in [(Family::Inet6, Proto::Udp), (Family::Inet, Proto::Udp)] {
+            assert_eq!(request_bytes(family, proto, !0, 1, None, false)[18], 0);
+        }
+    }
+
+    /// With `-i`: `INET_DIAG_INFO`'s bit, and nothing else changes.
+    #[test]
+    fn with_info_the_request_asks_for_inet_diag_info_alone() {
+        let bytecode = [11, 8, 12, 0, 0, 0, 22, 0];
+        for bc in [None, Some(&bytecode[..])] {
+            let plain = request_bytes(Family::Inet6, Proto::Tcp, !0, 3, bc, false);
+            let info = request_bytes(Family::Inet6, Proto::Tcp, !0, 3, bc, true);
+            assert_eq!(plain.len(), info.len());
+            // idiag_ext: 1 << (INET_DIAG_INFO - 1)
+            assert_eq!(info[16 + 2], 1 << (2 - 1));
+            let differ: Vec<usize> = (0..plain.len()).filter(|&i| plain[i] != info[i]).collect();
+            assert_eq!(differ, [16 + 2]);
+        }
+    }
+
     #[test]
     fn bytecode_follows_the_request_as_an_attribute() {
         let bytecode = [11, 8, 12, 0, 0, 0, 22, 0];
-        let plain = request_bytes(Family::Inet6, Proto::Udp, !0, 3, None);
-        let bytes = request_bytes(Family::Inet6, Proto::Udp, !0, 3, Some(&bytecode));
+        let plain = request_bytes(Family::Inet6, Proto::Udp, !0, 3, None, false);
+        let bytes = request_bytes(Family::Inet6, Proto::Udp, !0, 3, Some(&bytecode), false);
         assert_eq!(bytes.len(), FIXED + 4 + 8);
         assert_eq!(
             u32::from_ne_bytes(bytes[..4].try_into().unwrap()),
