@@ -365,9 +365,13 @@ sys.stdout.buffer.write(b'OUTPUT ' + out.hex().encode() + b'\n')
 sys.stdout.write('SPLIT %d\n' % mark)
 "#;
 
+/// Issue 11: the interactive view on a pseudo-terminal. ratatui redraws
+/// only the cells that change: no frame clears the screen (the one clear is
+/// ratatui's after the resize), and after the resize to 40 columns nothing
+/// is written past the 40th.
 #[test]
-fn full_screen_watch_on_a_terminal_and_q_restores_it() {
-    if !can_use_netns("full_screen_watch_on_a_terminal_and_q_restores_it") {
+fn the_interactive_view_redraws_in_place_and_q_restores_the_terminal() {
+    if !can_use_netns("the_interactive_view_redraws_in_place_and_q_restores_the_terminal") {
         return;
     }
     let ns = Netns::new("pty");
@@ -419,53 +423,84 @@ fn full_screen_watch_on_a_terminal_and_q_restores_it() {
         &screen[screen.len().saturating_sub(80)..]
     );
     assert!(screen.contains("\x1b[?25h"), "shows the cursor again");
-    assert!(
-        screen.contains("sockwho ") && screen.contains("(q quits)"),
-        "the header line"
-    );
-    assert!(
-        screen.contains("127.0.0.1:3300"),
-        "the connection is on screen"
-    );
-    assert!(
-        screen.contains("ESTABLISHED 2"),
-        "counts by state: {screen:?}"
-    );
-    // after the resize to 40 columns, frames are cut to fit
+    assert!(screen.contains("\x1b[?1000h"), "follows the mouse's wheel");
+    assert!(screen.contains("\x1b[?1000l"), "and stops at the end");
     let split: usize = field("SPLIT").parse().unwrap();
+    let before = String::from_utf8_lossy(&bytes[..split]).into_owned();
     let after = String::from_utf8_lossy(&bytes[split..]).into_owned();
-    let last_frame = after
-        .rsplit("\x1b[H\x1b[2J")
-        .nth(1)
-        .or_else(|| after.rsplit("\x1b[H\x1b[2J").next())
-        .unwrap();
-    let plain = strip_ansi(last_frame);
-    for line in plain.split('\n').map(|l| l.trim_end_matches('\r')) {
-        assert!(
-            line.chars().count() <= 40,
-            "line wider than the window: {line:?}"
-        );
-    }
+    // what a person saw before the resize, at 120x30
+    let (seen, overflow) = emulate(&before, 120, 30);
+    assert!(!overflow);
+    let text = seen.join("\n");
+    assert!(text.starts_with("sockwho "), "the header: {text}");
+    assert!(text.contains("ESTABLISHED 2,"), "counts by state: {text}");
+    assert!(text.contains("rows 1-3 of 3 | sort: state"), "{text}");
+    assert!(text.contains("127.0.0.1:3300"), "the connection: {text}");
+    assert!(text.contains("? help") && text.contains("q quit"), "{text}");
+    // several refreshes (the clock, the ages), none clearing the screen
+    // nor writing again what did not change
+    assert_eq!(before.matches("0.3s:").count(), 1, "{before:?}");
+    assert_eq!(before.matches("\x1b[2J").count(), 0, "{before:?}");
+    // but ratatui's after the resize (a clear of its own, and the backend's)
+    let clears = after.replace("\x1b[2J\x1b[2J", "\x1b[2J");
+    assert!(clears.matches("\x1b[2J").count() <= 1, "{after:?}");
+    // after the resize to 40 columns: drawn again, nothing past the 40th
+    let (seen, overflow) = emulate(&after, 40, 30);
+    assert!(!overflow, "written past the 40th column: {after:?}");
+    let text = seen.join("\n");
+    assert!(text.contains("127.0.0.1:3300"), "{text}");
+    assert!(text.contains("hidden:"), "{text}");
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
+/// The screen a terminal of `cols` x `rows` shows after `s`, as far as
+/// ratatui writes it (cursor moves, SGR, clears, printed characters), and
+/// whether anything was written past the last column.
+fn emulate(s: &str, cols: usize, rows: usize) -> (Vec<String>, bool) {
+    let mut grid = vec![vec![' '; cols]; rows];
+    let (mut row, mut col, mut overflow) = (0usize, 0usize, false);
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            if chars.peek() == Some(&'[') {
+        match c {
+            '\x1b' if chars.peek() == Some(&'[') => {
                 chars.next();
+                let mut params = String::new();
                 for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
+                    if c.is_ascii_alphabetic() || c == '~' {
+                        let mut nums = params.split(';').map(|n| n.parse::<usize>().unwrap_or(1));
+                        match c {
+                            'H' => {
+                                row = nums.next().unwrap_or(1).saturating_sub(1);
+                                col = nums.next().unwrap_or(1).saturating_sub(1);
+                            }
+                            'J' if params == "2" => grid = vec![vec![' '; cols]; rows],
+                            _ => {}
+                        }
                         break;
                     }
+                    params.push(c);
                 }
             }
-            continue;
+            '\x1b' => {
+                chars.next();
+            }
+            '\r' => col = 0,
+            '\n' => row += 1,
+            c if c.is_control() => {}
+            c => {
+                if col >= cols || row >= rows {
+                    overflow = true;
+                } else {
+                    grid[row][col] = c;
+                }
+                col += 1;
+            }
         }
-        out.push(c);
     }
-    out
+    let lines = grid
+        .into_iter()
+        .map(|l| l.into_iter().collect::<String>().trim_end().to_string())
+        .collect();
+    (lines, overflow)
 }
 
 #[test]
