@@ -667,3 +667,213 @@ fn every_machine_watch_stream_parses_line_by_line() {
         .collect();
     assert_eq!(events.iter().filter(|e| e["event"] == "tick").count(), 4);
 }
+
+/// A tmux server of the test's own (`tmux -L`), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    /// What the window shows, line by line.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "w"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "w"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    fn type_text(&self, text: &str) {
+        assert!(
+            self.run(&["send-keys", "-t", "w", "-l", text])
+                .status
+                .success()
+        );
+    }
+
+    /// Waits for the screen to show what `ok` wants (a refresh is 0.2 s).
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < end, "{what}, never shown:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// Issue 11: the interactive view on a real terminal, driven with keys as a
+/// person would, read back as the window shows it (`tmux capture-pane`): in
+/// a namespace of the test's own, with known sockets (a listener on 3700
+/// with 40 connections to it, and an FTP control connection to 21).
+#[test]
+fn the_interactive_view_in_tmux_scrolls_sorts_filters_and_quits() {
+    use crate::harness::{TMUX, has_tools};
+    let test = "the_interactive_view_in_tmux_scrolls_sorts_filters_and_quits";
+    if !can_use_netns(test) || !has_tools(test, &[TMUX]) {
+        return;
+    }
+    let ns = Netns::new("tmux");
+    let keep = ns.enter(|| {
+        let l = TcpListener::bind("127.0.0.1:3700").unwrap();
+        let ftp = TcpListener::bind("127.0.0.1:21").unwrap();
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            held.push(TcpStream::connect("127.0.0.1:3700").unwrap());
+            held.push(l.accept().unwrap().0);
+        }
+        held.push(TcpStream::connect("127.0.0.1:21").unwrap());
+        held.push(ftp.accept().unwrap().0);
+        (l, ftp, held)
+    });
+    // every port a row can show: a cut one would be another number
+    let mut ports: std::collections::HashSet<u16> = [3700, 21].into();
+    for s in &keep.2 {
+        ports.insert(s.local_addr().unwrap().port());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status");
+    let command = format!(
+        "ip netns exec {} {BIN} -tan -c --interval 0.2; echo $? > {}",
+        ns.name,
+        status.display()
+    );
+    let tmux = Tmux {
+        socket: format!("sockwho-test-{}", std::process::id()),
+    };
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "w",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let rows = |first: usize, last: usize, of: usize| {
+        move |s: &str| s.contains(&format!("rows {first}-{last} of {of} "))
+    };
+    // 84 rows: two listeners, 82 ends of connections; 25 fit
+    let first = tmux.wait_for("the first rows", rows(1, 25, 84));
+    let lines: Vec<&str> = first.lines().collect();
+    assert!(lines[0].starts_with("sockwho "), "{first}");
+    assert!(
+        first.contains("84 sockets; ESTABLISHED 82, LISTEN 2;"),
+        "{first}"
+    );
+    assert!(first.contains("sort: state"), "{first}");
+    assert!(
+        first.contains("Local Address") && first.contains("Age"),
+        "{first}"
+    );
+    assert!(lines.last().unwrap().contains("q quit"), "{first}");
+    assert!(first.lines().all(|l| l.chars().count() <= 100));
+    // scroll: a page, a row, the end, the start
+    tmux.keys(&["PageDown"]);
+    tmux.wait_for("a page down", rows(26, 50, 84));
+    tmux.keys(&["Down"]);
+    tmux.wait_for("a row down", rows(27, 51, 84));
+    tmux.keys(&["End"]);
+    tmux.wait_for("the end", rows(60, 84, 84));
+    tmux.keys(&["Home"]);
+    tmux.wait_for("the start", rows(1, 25, 84));
+    // sort by local port: port 21's connection first
+    tmux.keys(&["s"]);
+    let sorted = tmux.wait_for("the sort", |s| s.contains("sort: local port"));
+    let first_row = sorted
+        .lines()
+        .skip_while(|l| !l.contains("Local Address"))
+        .nth(1)
+        .unwrap();
+    assert!(first_row.contains("127.0.0.1:21 "), "{sorted}");
+    // a filter, then a bad one: said, the view goes on with the good one
+    tmux.keys(&["/"]);
+    tmux.type_text("sport = :3700");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the filter", |s| {
+        s.contains("rows 1-25 of 41 ") && s.contains("filter: sport = :3700")
+    });
+    tmux.keys(&["/"]);
+    tmux.type_text(" or nonsense");
+    tmux.keys(&["Enter"]);
+    let bad = tmux.wait_for("the bad filter's error", |s| {
+        s.contains("filter: unexpected 'nonsense'")
+    });
+    assert!(
+        bad.contains(" of 41 | sort: local port | filter: sport = :3700 "),
+        "{bad}"
+    );
+    // the FTP pane
+    tmux.keys(&["f"]);
+    let pane = tmux.wait_for("the FTP pane", |s| s.contains("FTP sessions: 1"));
+    assert!(pane.contains("ftp#1"), "{pane}");
+    assert!(pane.contains("control 127.0.0.1:"), "{pane}");
+    tmux.keys(&["f"]);
+    tmux.wait_for("the pane closed", |s| !s.contains("FTP sessions"));
+    // help, closed by any key
+    tmux.keys(&["?"]);
+    tmux.wait_for("help", |s| {
+        s.contains("keys (any key closes)") && s.contains("q, Ctrl-C")
+    });
+    tmux.keys(&["x"]);
+    tmux.wait_for("help closed", |s| !s.contains("any key closes"));
+    // a narrower window: whole columns go, said in the header, no port cut
+    tmux.keys(&["/"]);
+    tmux.keys(&["C-u"]);
+    for _ in 0..30 {
+        tmux.keys(&["BSpace"]);
+    }
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("no filter", |s| {
+        s.contains(" of 84 ") && !s.contains("filter:")
+    });
+    assert!(
+        tmux.run(&["resize-window", "-t", "w", "-x", "50", "-y", "30"])
+            .status
+            .success()
+    );
+    let narrow = tmux.wait_for("the narrow window", |s| {
+        s.contains("hidden:") && s.lines().all(|l| l.chars().count() <= 50)
+    });
+    let mut seen = 0;
+    for word in narrow.split_whitespace() {
+        if let Some(port) = word.strip_prefix("127.0.0.1:") {
+            let port: u16 = port.parse().unwrap_or_else(|_| panic!("{word}: {narrow}"));
+            assert!(ports.contains(&port), "{word} is no port here: {narrow}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "{narrow}");
+    // q quits, with status 0
+    tmux.keys(&["q"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !status.exists() {
+        assert!(Instant::now() < end, "q did not quit: {}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "0");
+    drop(keep);
+}
