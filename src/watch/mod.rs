@@ -107,7 +107,11 @@ fn refresh(
         };
         let now = timestamp(SystemTime::now());
         let drawn = match cfg.format {
-            Format::Jsonl => events.write_at(cfg, &parts, pipeline.departures(), &now, out),
+            // the parts are kept: the next refresh's removed sockets, as last seen
+            Format::Jsonl => {
+                let departures = pipeline.departures();
+                events.write_at(cfg, std::mem::take(&mut parts), departures, &now, out)
+            }
             // machine formats carry the time in themselves: no text line
             Format::Json if !cfg.ftp_view => render::json::write_at(cfg, &parts, Some(&now), out),
             Format::Csv if !cfg.ftp_view => render::csv::write_at(
