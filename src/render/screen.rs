@@ -403,7 +403,8 @@ impl Screen {
             offset: 0,
             page: 1,
             paused: false,
-            ftp: false,
+            // `-c --ftp` opens with the FTP pane
+            ftp: cfg.ftp_view,
             help: false,
             time: String::new(),
             at: None,
