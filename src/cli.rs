@@ -473,6 +473,37 @@ pub const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "WATCH MODE",
+        &[
+            (
+                "",
+                "With -c on a terminal, an interactive view: counts by state, direction and port \
+                 class, rows N-M of T, the sort, the filter, the columns hidden in a narrow \
+                 window (whole columns, never part of a field). New rows are marked +; rows gone \
+                 or closed stay in place, dimmed and marked -, for 3 refreshes. Age is how long \
+                 watch mode has seen the connection. Piped, or with --format, a table or document \
+                 per refresh.",
+            ),
+            (
+                "Up, Down, k, j, PgUp, PgDn, Home, End, g, G, mouse wheel",
+                "Scroll.",
+            ),
+            (
+                "s, r",
+                "Sort by the next key (state, local port, remote address, direction, queue, age); \
+                 reverse the sort.",
+            ),
+            (
+                "/",
+                "Type a filter: the options --state --sport --dport --port --src --dst --pid \
+                 --direction --class --ftp, an ss expression, or a port alone. Enter applies it, \
+                 Esc cancels, an empty one clears it; a bad one is said in the status line.",
+            ),
+            ("space, f, ?", "Pause; the FTP sessions pane; the keys."),
+            ("q, Ctrl-C", "Quit."),
+        ],
+    ),
+    (
         "EXAMPLES",
         &[
             (
@@ -499,7 +530,7 @@ pub const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
             ),
             (
                 "sockwho -tan -c --interval 0.5",
-                "Watch mode: a full-screen view on a terminal; q quits.",
+                "Watch mode: an interactive view on a terminal; ? lists the keys, q quits.",
             ),
             (
                 "sockwho -tan -c --format jsonl | jq -c 'select(.event == \"added\") | .socket.remote'",

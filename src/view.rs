@@ -71,9 +71,18 @@ pub fn shown<'a>(
     cfg: &'a Config,
     parts: &'a [Part],
 ) -> impl Iterator<Item = (&'a Part, Row<'a>)> + 'a {
+    shown_at(cfg, parts).map(|(_, _, p, r)| (p, r))
+}
+
+/// [`shown`], with each row's part and socket index (`parts[p].row(i)`).
+pub fn shown_at<'a>(
+    cfg: &'a Config,
+    parts: &'a [Part],
+) -> impl Iterator<Item = (usize, usize, &'a Part, Row<'a>)> + 'a {
     parts
         .iter()
-        .flat_map(|p| {
+        .enumerate()
+        .flat_map(|(at, p)| {
             p.rows()
                 .enumerate()
                 .filter(move |(i, _)| {
@@ -81,9 +90,9 @@ pub fn shown<'a>(
                         .as_ref()
                         .is_none_or(|s| s.get(*i).copied().unwrap_or(true))
                 })
-                .map(move |(_, r)| (p, r))
+                .map(move |(i, r)| (at, i, p, r))
         })
-        .filter(|(_, r)| {
+        .filter(|(_, _, _, r)| {
             let s = &r.socket;
             cfg.shows(s.proto, s.state)
                 && cfg.filter.matches_socket(s)

@@ -18,7 +18,7 @@ use crate::classify::Row;
 use crate::collect::events::{Departures, refused};
 use crate::config::Config;
 use crate::model::State;
-use crate::view::{Part, shown};
+use crate::view::{Part, shown, shown_at};
 
 /// What identifies a socket from one refresh to the next: the kernel's
 /// cookie where there is one (netlink; TIME_WAIT sockets have one but no
@@ -60,39 +60,94 @@ pub enum Change {
 }
 
 /// The changes from `before` to `now`, in a stable order: added and changed
-/// in the order of `now`, then removed in the order of `before`.
+/// in the order of `now`, then removed in the order of `before`. One map,
+/// of `before`'s keys, and a mark per socket of `before`.
 pub fn diff(before: &[(Key, Vitals)], now: &[(Key, Vitals)]) -> Vec<Change> {
-    let old: HashMap<&Key, &Vitals> = before.iter().map(|(k, v)| (k, v)).collect();
-    let new: HashMap<&Key, ()> = now.iter().map(|(k, _)| (k, ())).collect();
     let mut changes = Vec::new();
+    let mut differ = Differ::new(before.iter().map(|(k, _)| k.clone()));
     for (i, (k, v)) in now.iter().enumerate() {
-        match old.get(k) {
+        match differ.find(k) {
             None => changes.push(Change::Added(i)),
-            Some(o) if **o != *v => changes.push(Change::Changed(i)),
+            Some(o) if before[o].1 != *v => changes.push(Change::Changed(i)),
             Some(_) => {}
         }
     }
-    for (i, (k, _)) in before.iter().enumerate() {
-        if !new.contains_key(k) {
-            changes.push(Change::Removed(i));
-        }
-    }
+    changes.extend(differ.gone().map(Change::Removed));
     changes
 }
 
-/// JSON Lines events across refreshes.
-#[derive(Debug, Default)]
-pub struct Events {
-    before: Vec<(Key, Vitals)>,
-    /// The JSON of each socket of the refresh before, for `removed`, as the
-    /// bytes written: a tree of `Value`s costs several times more, and
-    /// watch mode keeps one per socket (tens of thousands in TIME_WAIT on
-    /// a busy host).
-    sockets: Vec<Box<[u8]>>,
+/// Matches the sockets of a refresh with those of the one before, by key:
+/// cookies (netlink) in a map of plain numbers, ends (/proc) in one of keys.
+struct Differ {
+    cookies: HashMap<(u64, u64), u32>,
+    ends: HashMap<Key, u32>,
+    seen: Vec<bool>,
 }
 
-/// Writes `{"event": EVENT, "time": TIME, "socket": SOCKET}` and a newline;
-/// `socket` is JSON already (written by `escape::write_json`).
+impl Differ {
+    fn new(before: impl ExactSizeIterator<Item = Key>) -> Differ {
+        let n = before.len();
+        let mut differ = Differ {
+            cookies: HashMap::with_capacity(n),
+            ends: HashMap::new(),
+            seen: vec![false; n],
+        };
+        for (i, key) in before.enumerate() {
+            let i = i as u32;
+            match key {
+                Key::Cookie(inode, cookie) => {
+                    differ.cookies.entry((inode, cookie)).or_insert(i);
+                }
+                key => {
+                    differ.ends.entry(key).or_insert(i);
+                }
+            }
+        }
+        differ
+    }
+
+    /// The socket of the refresh before with `key`, marked as still there.
+    fn find(&mut self, key: &Key) -> Option<usize> {
+        let i = match key {
+            Key::Cookie(inode, cookie) => *self.cookies.get(&(*inode, *cookie))?,
+            key => *self.ends.get(key)?,
+        } as usize;
+        self.seen[i] = true;
+        Some(i)
+    }
+
+    /// The sockets of the refresh before not found again, in their order.
+    fn gone(&self) -> impl Iterator<Item = usize> + '_ {
+        self.seen
+            .iter()
+            .enumerate()
+            .filter(|(_, seen)| !**seen)
+            .map(|(i, _)| i)
+    }
+}
+
+fn vitals(s: &crate::model::Socket) -> Vitals {
+    Vitals {
+        state: s.state,
+        recv_q: s.recv_q,
+        send_q: s.send_q,
+    }
+}
+
+/// JSON Lines events across refreshes.
+///
+/// What is kept from one refresh to the next is the refresh's parts
+/// themselves, moved in (`write_at` takes them): a `removed` event writes
+/// its socket as last seen from them, so no socket is written as JSON but
+/// those with an event, and nothing is kept per socket beside what the
+/// pipeline built (one JSON text per socket cost 2.5 times the parts, and
+/// writing them all each refresh most of its time).
+#[derive(Debug, Default)]
+pub struct Events {
+    before: Vec<Part>,
+}
+
+/// Writes `{"event": EVENT, "time": TIME, "socket": SOCKET}` and a newline.
 fn write_event(
     out: &mut dyn Write,
     event: &str,
@@ -112,90 +167,120 @@ fn write_event(
     out.write_all(b"}\n")
 }
 
-fn socket_json(cfg: &Config, part: &Part, row: Row<'_>) -> io::Result<Box<[u8]>> {
-    let mut bytes = Vec::with_capacity(512);
-    super::escape::write_json(&mut bytes, &socket_of(cfg, part, row))?;
-    Ok(bytes.into_boxed_slice())
+/// The socket's JSON (written by `escape::write_json`) into `buf`.
+fn socket_json<'b>(
+    cfg: &Config,
+    part: &Part,
+    row: Row<'_>,
+    buf: &'b mut Vec<u8>,
+) -> io::Result<&'b [u8]> {
+    buf.clear();
+    super::escape::write_json(&mut *buf, &socket_of(cfg, part, row))?;
+    Ok(buf)
 }
 
 impl Events {
-    /// One refresh: its events and a tick, each on a line of its own.
+    /// One refresh on its own (every socket is `added`) and a tick.
     pub fn write(&mut self, cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
-        self.write_at(
-            cfg,
-            parts,
-            &Departures::new(),
-            &timestamp(SystemTime::now()),
-            out,
-        )
+        let time = timestamp(SystemTime::now());
+        write_diff(cfg, &[], parts, &Departures::new(), &time, out)
     }
 
-    /// One refresh taken at `time`; `departures` dates the sockets that
-    /// went away (`Pipeline::departures`).
+    /// One refresh taken at `time`, against the one before; `departures`
+    /// dates the sockets that went away (`Pipeline::departures`). The parts
+    /// are kept for the next refresh.
     pub fn write_at(
         &mut self,
         cfg: &Config,
-        parts: &[Part],
+        parts: Vec<Part>,
         departures: &Departures,
         time: &str,
         out: &mut dyn Write,
     ) -> io::Result<()> {
-        let mut now = Vec::new();
-        let mut sockets = Vec::new();
-        let mut closed = Vec::new();
-        for (part, row) in shown(cfg, parts) {
-            let s = &row.socket;
-            if s.closed {
-                // reported once, now: never in the refresh's list
-                closed.push((part, row));
-                continue;
-            }
-            now.push((
-                key_of(part, row),
-                Vitals {
-                    state: s.state,
-                    recv_q: s.recv_q,
-                    send_q: s.send_q,
-                },
-            ));
-            sockets.push(socket_json(cfg, part, row)?);
-        }
-        let destroyed = |key: &Key| match key {
-            Key::Cookie(inode, cookie) => departures.get(&(*inode, *cookie)).map(|&t| timestamp(t)),
-            Key::Ends(..) => None,
-        };
-        let (mut added, mut changed, mut removed) = (0, 0, 0);
-        for change in diff(&self.before, &now) {
-            let (event, socket, at) = match change {
-                Change::Added(i) => {
-                    added += 1;
-                    ("added", &sockets[i], None)
-                }
-                Change::Changed(i) => {
-                    changed += 1;
-                    ("changed", &sockets[i], None)
-                }
-                Change::Removed(i) => {
-                    removed += 1;
-                    ("removed", &self.sockets[i], destroyed(&self.before[i].0))
-                }
-            };
-            write_event(out, event, at.as_deref().unwrap_or(time), socket, false)?;
-        }
-        for &(part, row) in &closed {
-            let at = destroyed(&key_of(part, row));
-            let socket = socket_json(cfg, part, row)?;
-            let time = at.as_deref().unwrap_or(time);
-            write_event(out, "closed", time, &socket, refused(row.socket))?;
-        }
-        let tick = json!({"event": "tick", "time": time, "sockets": now.len(),
-            "added": added, "changed": changed, "removed": removed, "closed": closed.len()});
-        super::escape::write_json(&mut *out, &tick)?;
-        out.write_all(b"\n")?;
-        self.before = now;
-        self.sockets = sockets;
-        Ok(())
+        let written = write_diff(cfg, &self.before, &parts, departures, time, out);
+        self.before = parts;
+        written
     }
+}
+
+/// The events from `before` to `parts` (added and changed in the order of
+/// `parts`, removed in the order of `before`, then the closed ones), and a
+/// tick.
+fn write_diff(
+    cfg: &Config,
+    before: &[Part],
+    parts: &[Part],
+    departures: &Departures,
+    time: &str,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    // the sockets the refresh before listed (closed ones were said then),
+    // by part and index: a tenth of the memory of their rows
+    let listed_before = || {
+        shown_at(cfg, before)
+            .filter(|(_, _, _, r)| !r.socket.closed)
+            .map(|(p, i, _, _)| (p as u32, i as u32))
+    };
+    let mut old = Vec::with_capacity(listed_before().count());
+    old.extend(listed_before());
+    let row_of = |(p, i): (u32, u32)| {
+        let part = &before[p as usize];
+        (part, part.row(i as usize))
+    };
+    let mut differ = Differ::new(old.iter().map(|&at| {
+        let (part, row) = row_of(at);
+        key_of(part, row)
+    }));
+    let destroyed = |key: &Key| match key {
+        Key::Cookie(inode, cookie) => departures.get(&(*inode, *cookie)).map(|&t| timestamp(t)),
+        Key::Ends(..) => None,
+    };
+    let mut buf = Vec::with_capacity(1024);
+    let (mut listed, mut added, mut changed, mut removed) = (0, 0, 0, 0);
+    let mut closed = Vec::new();
+    for (part, row) in shown(cfg, parts) {
+        if row.socket.closed {
+            // reported once, now: never in the refresh's list
+            closed.push((part, row));
+            continue;
+        }
+        listed += 1;
+        let event = match differ.find(&key_of(part, row)) {
+            None => {
+                added += 1;
+                "added"
+            }
+            Some(i) if vitals(row_of(old[i]).1.socket) != vitals(row.socket) => {
+                changed += 1;
+                "changed"
+            }
+            Some(_) => continue,
+        };
+        write_event(
+            out,
+            event,
+            time,
+            socket_json(cfg, part, row, &mut buf)?,
+            false,
+        )?;
+    }
+    for i in differ.gone() {
+        removed += 1;
+        let (part, row) = row_of(old[i]);
+        let at = destroyed(&key_of(part, row));
+        let socket = socket_json(cfg, part, row, &mut buf)?;
+        write_event(out, "removed", at.as_deref().unwrap_or(time), socket, false)?;
+    }
+    for &(part, row) in &closed {
+        let at = destroyed(&key_of(part, row));
+        let socket = socket_json(cfg, part, row, &mut buf)?;
+        let time = at.as_deref().unwrap_or(time);
+        write_event(out, "closed", time, socket, refused(row.socket))?;
+    }
+    let tick = json!({"event": "tick", "time": time, "sockets": listed,
+        "added": added, "changed": changed, "removed": removed, "closed": closed.len()});
+    super::escape::write_json(&mut *out, &tick)?;
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]
@@ -218,7 +303,7 @@ mod tests {
     fn lines(events: &mut Events, cfg: &Config, p: Part, d: &Departures) -> Vec<Value> {
         let mut out = Vec::new();
         events
-            .write_at(cfg, &[p], d, "2026-01-01T00:00:10.000Z", &mut out)
+            .write_at(cfg, vec![p], d, "2026-01-01T00:00:10.000Z", &mut out)
             .unwrap();
         String::from_utf8(out)
             .unwrap()

@@ -244,12 +244,7 @@ impl Table<'_> {
             arena.push_str(&terminal_safe(&label));
             next(arena);
         }
-        arena.push_str(match (s.proto, s.family) {
-            (Proto::Tcp, Family::Inet) => "tcp",
-            (Proto::Tcp, Family::Inet6) => "tcp6",
-            (Proto::Udp, Family::Inet) => "udp",
-            (Proto::Udp, Family::Inet6) => "udp6",
-        });
+        arena.push_str(proto_cell(s));
         next(arena);
         let _ = write!(arena, "{}", s.recv_q);
         next(arena);
@@ -257,36 +252,12 @@ impl Table<'_> {
         next(arena);
         self.endpoint(&s.local, s.proto, range, arena);
         next(arena);
-        let refused = crate::collect::events::refused(s);
-        match &s.remote {
-            // a failed connect: the kernel forgot the port
-            Some(ep) if refused => {
-                push_addr(ep.addr, arena);
-                arena.push_str(":-");
-            }
-            Some(ep) => self.endpoint(ep, s.proto, range, arena),
-            None => arena.push_str(match s.family {
-                Family::Inet => "0.0.0.0:*",
-                Family::Inet6 => ":::*",
-            }),
-        }
+        self.remote(s, range, arena);
         next(arena);
-        // watch mode: seen only as the kernel destroyed it, shown this once;
-        // netstat leaves an unconnected UDP socket's State empty
-        arena.push_str(match (s.closed, refused) {
-            (true, true) => "REFUSED",
-            (true, false) => "CLOSED",
-            (false, _) if s.proto == Proto::Udp && s.state == State::Close => "",
-            (false, _) => s.state.name(s.proto),
-        });
+        arena.push_str(state_cell(s));
         next(arena);
         if self.cfg.extend {
-            match (self.cfg.numeric_users, self.names.user(s.uid)) {
-                (false, Some(name)) => arena.push_str(&terminal_safe(name)),
-                _ => {
-                    let _ = write!(arena, "{}", s.uid);
-                }
-            }
+            self.user(s, arena);
             next(arena);
             let _ = write!(arena, "{}", s.inode);
             next(arena);
@@ -306,16 +277,55 @@ impl Table<'_> {
         }
         next(arena);
         if self.cfg.timers {
-            let t = s.timer;
-            let _ = write!(
-                arena,
-                "{} ({:.2}/{}/0)",
-                t.kind.name(),
-                t.expires_ms as f64 / 1000.0,
-                t.retransmits
-            );
+            push_timer(s, arena);
             next(arena);
         }
+    }
+
+    /// The foreign address: a failed connect's without its port (the
+    /// kernel forgot it), an unconnected socket's `0.0.0.0:*`.
+    fn remote(&self, s: &Socket, range: &PortRange, arena: &mut String) {
+        match &s.remote {
+            Some(ep) if crate::collect::events::refused(s) => {
+                push_addr(ep.addr, arena);
+                arena.push_str(":-");
+            }
+            Some(ep) => self.endpoint(ep, s.proto, range, arena),
+            None => arena.push_str(match s.family {
+                Family::Inet => "0.0.0.0:*",
+                Family::Inet6 => ":::*",
+            }),
+        }
+    }
+
+    /// The owner's user name, or the uid.
+    fn user(&self, s: &Socket, arena: &mut String) {
+        match (self.cfg.numeric_users, self.names.user(s.uid)) {
+            (false, Some(name)) => arena.push_str(&terminal_safe(name)),
+            _ => {
+                let _ = write!(arena, "{}", s.uid);
+            }
+        }
+    }
+
+    /// The table's cells one at a time, for the watch screen, which lays
+    /// them out itself: each as the table writes it, outside text escaped.
+    pub(crate) fn local_cell(&self, s: &Socket, range: &PortRange) -> String {
+        let mut cell = String::new();
+        self.endpoint(&s.local, s.proto, range, &mut cell);
+        cell
+    }
+
+    pub(crate) fn remote_cell(&self, s: &Socket, range: &PortRange) -> String {
+        let mut cell = String::new();
+        self.remote(s, range, &mut cell);
+        cell
+    }
+
+    pub(crate) fn user_cell(&self, s: &Socket) -> String {
+        let mut cell = String::new();
+        self.user(s, &mut cell);
+        cell
     }
 
     /// `127.0.0.1:22`, `:::22`, `0.0.0.0:ssh`: netstat's form, unbracketed.
@@ -455,6 +465,60 @@ pub fn c_g(x: f64, precision: usize) -> String {
         let decimals = (p as i32 - 1 - exp) as usize;
         trim(&format!("{x:.decimals$}"))
     }
+}
+
+/// `tcp`, `tcp6`, `udp`, `udp6`.
+pub(crate) fn proto_cell(s: &Socket) -> &'static str {
+    match (s.proto, s.family) {
+        (Proto::Tcp, Family::Inet) => "tcp",
+        (Proto::Tcp, Family::Inet6) => "tcp6",
+        (Proto::Udp, Family::Inet) => "udp",
+        (Proto::Udp, Family::Inet6) => "udp6",
+    }
+}
+
+/// The state; watch mode's sockets seen only as the kernel destroyed them
+/// are `CLOSED` or `REFUSED`; netstat leaves an unconnected UDP socket's
+/// State empty.
+pub(crate) fn state_cell(s: &Socket) -> &'static str {
+    match (s.closed, crate::collect::events::refused(s)) {
+        (true, true) => "REFUSED",
+        (true, false) => "CLOSED",
+        (false, _) if s.proto == Proto::Udp && s.state == State::Close => "",
+        (false, _) => s.state.name(s.proto),
+    }
+}
+
+/// `PID/Program name` (`-p`), with its `,` escaped; `-` without an owner.
+pub(crate) fn owner_cell(s: &Socket) -> String {
+    let mut cell = String::new();
+    push_owner(s, &mut cell);
+    cell
+}
+
+/// `+N` more owners than `PID/Program name` shows, else `-`.
+pub(crate) fn more_cell(s: &Socket) -> String {
+    let mut cell = String::new();
+    push_more_owners(s, &mut cell);
+    cell
+}
+
+/// netstat's `-o` timer: `keepalive (7.17/0/0)`.
+pub(crate) fn timer_cell(s: &Socket) -> String {
+    let mut cell = String::new();
+    push_timer(s, &mut cell);
+    cell
+}
+
+fn push_timer(s: &Socket, arena: &mut String) {
+    let t = s.timer;
+    let _ = write!(
+        arena,
+        "{} ({:.2}/{}/0)",
+        t.kind.name(),
+        t.expires_ms as f64 / 1000.0,
+        t.retransmits
+    );
 }
 
 /// `listen`, `in`, `out`, `unknown`; `:med` or `:low` marks a guess.

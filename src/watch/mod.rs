@@ -17,6 +17,7 @@
 
 pub mod terminal;
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Arc;
@@ -29,7 +30,10 @@ use crate::collect::names::Names;
 use crate::config::Config;
 use crate::error::Error;
 use crate::pipeline::Pipeline;
-use crate::render::{self, events::Events, screen::Screen, time::timestamp};
+use crate::render::screen::{Outcome, Screen};
+use crate::render::{self, events::Events, time::timestamp};
+use crate::view::Part;
+use ratatui::backend::CrosstermBackend;
 use terminal::{Terminal, Wake};
 
 /// Runs watch mode until it is told to stop.
@@ -75,18 +79,25 @@ fn refresh(
     out: &mut dyn Write,
     notices: &mut Notices,
 ) -> Result<(), Error> {
+    if cfg.stdout_is_tty && cfg.format == Format::Table {
+        let mut guard = Terminal::enter().map_err(Error::Output)?;
+        let mut term =
+            ratatui::Terminal::new(CrosstermBackend::new(&mut *out)).map_err(Error::Output)?;
+        let result = interactive(
+            cfg, pipeline, stop, refreshes, &mut guard, &mut term, notices,
+        );
+        // ratatui shows the cursor as it goes: before the terminal is put back
+        drop(term);
+        let _ = out.flush();
+        drop(guard);
+        return result;
+    }
     let mut events = Events::default();
-    let mut screen = Screen::default();
-    let mut terminal = if cfg.stdout_is_tty && cfg.format == Format::Table {
-        Some(Terminal::enter().map_err(Error::Output)?)
-    } else {
-        None
-    };
     let no_names = Names::default();
     loop {
         let started = Instant::now();
         let mut parts = pipeline.look(notices)?;
-        if terminal.is_none() && matches!(cfg.format, Format::Json | Format::Csv) && !cfg.ftp_view {
+        if matches!(cfg.format, Format::Json | Format::Csv) && !cfg.ftp_view {
             crate::view::listed_only(&mut parts);
         }
         let names = if render::needs_names(cfg) {
@@ -95,51 +106,96 @@ fn refresh(
             &no_names
         };
         let now = timestamp(SystemTime::now());
-        let drawn = match (&terminal, cfg.format) {
-            (Some(_), _) => screen
-                .update(cfg, &parts, names, &now)
-                .and_then(|()| screen.draw(Terminal::size(), out)),
-            (None, Format::Jsonl) => events.write_at(cfg, &parts, pipeline.departures(), &now, out),
-            // machine formats carry the time in themselves: no text line
-            (None, Format::Json) if !cfg.ftp_view => {
-                render::json::write_at(cfg, &parts, Some(&now), out)
+        let drawn = match cfg.format {
+            // the parts are kept: the next refresh's removed sockets, as last seen
+            Format::Jsonl => {
+                let departures = pipeline.departures();
+                events.write_at(cfg, std::mem::take(&mut parts), departures, &now, out)
             }
-            (None, Format::Csv) if !cfg.ftp_view => render::csv::write_at(
+            // machine formats carry the time in themselves: no text line
+            Format::Json if !cfg.ftp_view => render::json::write_at(cfg, &parts, Some(&now), out),
+            Format::Csv if !cfg.ftp_view => render::csv::write_at(
                 cfg,
                 &parts,
                 Some(&now),
                 *refreshes == 0 && !cfg.no_header,
                 out,
             ),
-            (None, _) => writeln!(out, "sockwho {now} (every {}s)", cfg.interval.as_secs_f64())
+            _ => writeln!(out, "sockwho {now} (every {}s)", cfg.interval.as_secs_f64())
                 .and_then(|()| render::write(cfg, &parts, names, out))
                 .and_then(|()| writeln!(out)),
         };
         drawn.and_then(|()| out.flush()).map_err(Error::Output)?;
-        if terminal.is_none() {
-            say_new(notices, said);
+        say_new(notices, said);
+        *refreshes += 1;
+        if cfg.count.is_some_and(|n| *refreshes >= n) {
+            return Ok(());
         }
+        if sleep_until(started + cfg.interval, stop) == Wake::Quit {
+            return Ok(());
+        }
+    }
+}
+
+type Tui<W> = ratatui::Terminal<CrosstermBackend<W>>;
+
+/// The interactive view: each refresh taken in by the [`Screen`] (unless
+/// paused), keys and the mouse handled between refreshes, every change
+/// drawn through ratatui, which writes only the cells that changed (and
+/// the whole screen after a resize). Notices wait for the end.
+fn interactive<W: Write>(
+    cfg: &Config,
+    pipeline: &mut Pipeline,
+    stop: &AtomicBool,
+    refreshes: &mut u64,
+    keys: &mut Terminal,
+    term: &mut Tui<W>,
+    notices: &mut Notices,
+) -> Result<(), Error> {
+    let mut screen = Screen::new(cfg);
+    let mut shown: Vec<Part> = Vec::new();
+    let services = OnceCell::new();
+    let service = |name: &str| services.get_or_init(|| cfg.inputs.services()).port(name);
+    let draw = |term: &mut Tui<W>, screen: &mut Screen, pipeline: &mut Pipeline, shown: &[Part]| {
+        let names = pipeline.names(shown);
+        let mut page = 1;
+        term.draw(|frame| page = screen.draw(cfg, shown, names, frame))
+            .map_err(Error::Output)?;
+        screen.set_page(page);
+        Ok::<(), Error>(())
+    };
+    loop {
+        let started = Instant::now();
+        let parts = pipeline.look(notices)?;
+        if !screen.paused() {
+            let names = pipeline.names(&parts);
+            let now = timestamp(SystemTime::now());
+            screen.update(cfg, &shown, &parts, names, started, &now);
+            shown = parts;
+        }
+        draw(term, &mut screen, pipeline, &shown)?;
         *refreshes += 1;
         if cfg.count.is_some_and(|n| *refreshes >= n) {
             return Ok(());
         }
         let deadline = started + cfg.interval;
         loop {
-            let wake = match &mut terminal {
-                Some(t) => t.wait(deadline, stop).map_err(Error::Output)?,
-                None => sleep_until(deadline, stop),
-            };
-            match wake {
+            match keys.wait(deadline, stop).map_err(Error::Output)? {
                 Wake::Quit => return Ok(()),
                 Wake::Refresh => break,
-                Wake::Resized => screen.draw(Terminal::size(), out).map_err(Error::Output)?,
+                Wake::Input(event) => match screen.handle(&event, cfg, &shown, &service) {
+                    Outcome::Quit => return Ok(()),
+                    Outcome::Redraw => draw(term, &mut screen, pipeline, &shown)?,
+                    Outcome::Ignored => {}
+                },
             }
         }
     }
 }
 
 /// Says on stderr, as they occur, the notices not said before; those said
-/// are not said again at the end. On the full screen they wait for the end.
+/// are not said again at the end. In the interactive view they wait for
+/// the end.
 fn say_new(notices: &mut Notices, said: &mut HashSet<String>) {
     let mut stderr = std::io::stderr().lock();
     for line in notices.take() {

@@ -1,23 +1,25 @@
-//! The terminal of the full-screen view, through crossterm: raw mode (keys
+//! The terminal of the interactive view, through crossterm: raw mode (keys
 //! one by one, unechoed, Ctrl-C as a key), the alternate screen, no cursor,
-//! the window's size, and waiting for a key, a resize or the next refresh.
-//! Dropping [`Terminal`] puts the terminal back as it was, on every way out.
+//! the mouse's wheel, and waiting for a key, the mouse, a resize or the
+//! next refresh. Dropping [`Terminal`] puts the terminal back as it was, on
+//! every way out. Drawing goes through ratatui (`watch::run`), which writes
+//! only the cells that changed.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind};
 use crossterm::{cursor, execute, terminal};
 
 /// Why a wait ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
     /// Time for the next refresh.
     Refresh,
-    /// The window changed size: draw the frame again.
-    Resized,
-    /// `q`, Ctrl-C, or a stop signal.
+    /// A key, the mouse, or a resize, for the view to handle.
+    Input(Event),
+    /// A stop signal (SIGINT, SIGTERM).
     Quit,
 }
 
@@ -32,19 +34,13 @@ impl Terminal {
         let raw = terminal::enable_raw_mode().is_ok();
         let guard = Terminal { raw };
         execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
+        if raw {
+            execute!(io::stdout(), EnableMouseCapture)?;
+        }
         Ok(guard)
     }
 
-    /// Columns and rows; 80x24 where the window cannot be asked.
-    pub fn size() -> (usize, usize) {
-        match terminal::size() {
-            Ok((cols, rows)) if cols > 0 && rows > 0 => (usize::from(cols), usize::from(rows)),
-            _ => (80, 24),
-        }
-    }
-
-    /// Waits until `deadline` for a key or a resize; `stop` is set by
-    /// SIGINT and SIGTERM.
+    /// Waits until `deadline` for input; `stop` is set by SIGINT and SIGTERM.
     pub fn wait(&mut self, deadline: Instant, stop: &AtomicBool) -> io::Result<Wake> {
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -64,14 +60,10 @@ impl Terminal {
                 continue;
             }
             match event::read()? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    let ctrl_c = key.code == KeyCode::Char('c')
-                        && key.modifiers.contains(KeyModifiers::CONTROL);
-                    if ctrl_c || matches!(key.code, KeyCode::Char('q' | 'Q')) {
-                        return Ok(Wake::Quit);
-                    }
+                Event::Key(key) if key.kind == KeyEventKind::Release => {}
+                e @ (Event::Key(_) | Event::Mouse(_) | Event::Resize(..)) => {
+                    return Ok(Wake::Input(e));
                 }
-                Event::Resize(..) => return Ok(Wake::Resized),
                 _ => {}
             }
         }
@@ -81,6 +73,9 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         let mut stdout = io::stdout();
+        if self.raw {
+            let _ = execute!(stdout, DisableMouseCapture);
+        }
         let _ = execute!(stdout, cursor::Show, terminal::LeaveAlternateScreen);
         let _ = stdout.flush();
         if self.raw {

@@ -60,6 +60,12 @@ pub const PROMTOOL: Tool = Tool {
     python: None,
     install: "apt-get install prometheus",
 };
+/// A real terminal for the interactive view's test.
+pub const TMUX: Tool = Tool {
+    command: "tmux",
+    python: None,
+    install: "apt-get install tmux",
+};
 /// jc, for the PATH's python3 (the tests run it as `python3`).
 pub const JC: Tool = Tool {
     command: "jc",

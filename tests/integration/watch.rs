@@ -365,9 +365,13 @@ sys.stdout.buffer.write(b'OUTPUT ' + out.hex().encode() + b'\n')
 sys.stdout.write('SPLIT %d\n' % mark)
 "#;
 
+/// Issue 11: the interactive view on a pseudo-terminal. ratatui redraws
+/// only the cells that change: no frame clears the screen (the one clear is
+/// ratatui's after the resize), and after the resize to 40 columns nothing
+/// is written past the 40th.
 #[test]
-fn full_screen_watch_on_a_terminal_and_q_restores_it() {
-    if !can_use_netns("full_screen_watch_on_a_terminal_and_q_restores_it") {
+fn the_interactive_view_redraws_in_place_and_q_restores_the_terminal() {
+    if !can_use_netns("the_interactive_view_redraws_in_place_and_q_restores_the_terminal") {
         return;
     }
     let ns = Netns::new("pty");
@@ -419,53 +423,84 @@ fn full_screen_watch_on_a_terminal_and_q_restores_it() {
         &screen[screen.len().saturating_sub(80)..]
     );
     assert!(screen.contains("\x1b[?25h"), "shows the cursor again");
-    assert!(
-        screen.contains("sockwho ") && screen.contains("(q quits)"),
-        "the header line"
-    );
-    assert!(
-        screen.contains("127.0.0.1:3300"),
-        "the connection is on screen"
-    );
-    assert!(
-        screen.contains("ESTABLISHED 2"),
-        "counts by state: {screen:?}"
-    );
-    // after the resize to 40 columns, frames are cut to fit
+    assert!(screen.contains("\x1b[?1000h"), "follows the mouse's wheel");
+    assert!(screen.contains("\x1b[?1000l"), "and stops at the end");
     let split: usize = field("SPLIT").parse().unwrap();
+    let before = String::from_utf8_lossy(&bytes[..split]).into_owned();
     let after = String::from_utf8_lossy(&bytes[split..]).into_owned();
-    let last_frame = after
-        .rsplit("\x1b[H\x1b[2J")
-        .nth(1)
-        .or_else(|| after.rsplit("\x1b[H\x1b[2J").next())
-        .unwrap();
-    let plain = strip_ansi(last_frame);
-    for line in plain.split('\n').map(|l| l.trim_end_matches('\r')) {
-        assert!(
-            line.chars().count() <= 40,
-            "line wider than the window: {line:?}"
-        );
-    }
+    // what a person saw before the resize, at 120x30
+    let (seen, overflow) = emulate(&before, 120, 30);
+    assert!(!overflow);
+    let text = seen.join("\n");
+    assert!(text.starts_with("sockwho "), "the header: {text}");
+    assert!(text.contains("ESTABLISHED 2,"), "counts by state: {text}");
+    assert!(text.contains("rows 1-3 of 3 | sort: state"), "{text}");
+    assert!(text.contains("127.0.0.1:3300"), "the connection: {text}");
+    assert!(text.contains("? help") && text.contains("q quit"), "{text}");
+    // several refreshes (the clock, the ages), none clearing the screen
+    // nor writing again what did not change
+    assert_eq!(before.matches("0.3s:").count(), 1, "{before:?}");
+    assert_eq!(before.matches("\x1b[2J").count(), 0, "{before:?}");
+    // but ratatui's after the resize (a clear of its own, and the backend's)
+    let clears = after.replace("\x1b[2J\x1b[2J", "\x1b[2J");
+    assert!(clears.matches("\x1b[2J").count() <= 1, "{after:?}");
+    // after the resize to 40 columns: drawn again, nothing past the 40th
+    let (seen, overflow) = emulate(&after, 40, 30);
+    assert!(!overflow, "written past the 40th column: {after:?}");
+    let text = seen.join("\n");
+    assert!(text.contains("127.0.0.1:3300"), "{text}");
+    assert!(text.contains("hidden:"), "{text}");
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
+/// The screen a terminal of `cols` x `rows` shows after `s`, as far as
+/// ratatui writes it (cursor moves, SGR, clears, printed characters), and
+/// whether anything was written past the last column.
+fn emulate(s: &str, cols: usize, rows: usize) -> (Vec<String>, bool) {
+    let mut grid = vec![vec![' '; cols]; rows];
+    let (mut row, mut col, mut overflow) = (0usize, 0usize, false);
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            if chars.peek() == Some(&'[') {
+        match c {
+            '\x1b' if chars.peek() == Some(&'[') => {
                 chars.next();
+                let mut params = String::new();
                 for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
+                    if c.is_ascii_alphabetic() || c == '~' {
+                        let mut nums = params.split(';').map(|n| n.parse::<usize>().unwrap_or(1));
+                        match c {
+                            'H' => {
+                                row = nums.next().unwrap_or(1).saturating_sub(1);
+                                col = nums.next().unwrap_or(1).saturating_sub(1);
+                            }
+                            'J' if params == "2" => grid = vec![vec![' '; cols]; rows],
+                            _ => {}
+                        }
                         break;
                     }
+                    params.push(c);
                 }
             }
-            continue;
+            '\x1b' => {
+                chars.next();
+            }
+            '\r' => col = 0,
+            '\n' => row += 1,
+            c if c.is_control() => {}
+            c => {
+                if col >= cols || row >= rows {
+                    overflow = true;
+                } else {
+                    grid[row][col] = c;
+                }
+                col += 1;
+            }
         }
-        out.push(c);
     }
-    out
+    let lines = grid
+        .into_iter()
+        .map(|l| l.into_iter().collect::<String>().trim_end().to_string())
+        .collect();
+    (lines, overflow)
 }
 
 #[test]
@@ -631,4 +666,214 @@ fn every_machine_watch_stream_parses_line_by_line() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     assert_eq!(events.iter().filter(|e| e["event"] == "tick").count(), 4);
+}
+
+/// A tmux server of the test's own (`tmux -L`), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    /// What the window shows, line by line.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "w"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "w"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    fn type_text(&self, text: &str) {
+        assert!(
+            self.run(&["send-keys", "-t", "w", "-l", text])
+                .status
+                .success()
+        );
+    }
+
+    /// Waits for the screen to show what `ok` wants (a refresh is 0.2 s).
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < end, "{what}, never shown:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// Issue 11: the interactive view on a real terminal, driven with keys as a
+/// person would, read back as the window shows it (`tmux capture-pane`): in
+/// a namespace of the test's own, with known sockets (a listener on 3700
+/// with 40 connections to it, and an FTP control connection to 21).
+#[test]
+fn the_interactive_view_in_tmux_scrolls_sorts_filters_and_quits() {
+    use crate::harness::{TMUX, has_tools};
+    let test = "the_interactive_view_in_tmux_scrolls_sorts_filters_and_quits";
+    if !can_use_netns(test) || !has_tools(test, &[TMUX]) {
+        return;
+    }
+    let ns = Netns::new("tmux");
+    let keep = ns.enter(|| {
+        let l = TcpListener::bind("127.0.0.1:3700").unwrap();
+        let ftp = TcpListener::bind("127.0.0.1:21").unwrap();
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            held.push(TcpStream::connect("127.0.0.1:3700").unwrap());
+            held.push(l.accept().unwrap().0);
+        }
+        held.push(TcpStream::connect("127.0.0.1:21").unwrap());
+        held.push(ftp.accept().unwrap().0);
+        (l, ftp, held)
+    });
+    // every port a row can show: a cut one would be another number
+    let mut ports: std::collections::HashSet<u16> = [3700, 21].into();
+    for s in &keep.2 {
+        ports.insert(s.local_addr().unwrap().port());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status");
+    let command = format!(
+        "ip netns exec {} {BIN} -tan -c --interval 0.2; echo $? > {}",
+        ns.name,
+        status.display()
+    );
+    let tmux = Tmux {
+        socket: format!("sockwho-test-{}", std::process::id()),
+    };
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "w",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let rows = |first: usize, last: usize, of: usize| {
+        move |s: &str| s.contains(&format!("rows {first}-{last} of {of} "))
+    };
+    // 84 rows: two listeners, 82 ends of connections; 25 fit
+    let first = tmux.wait_for("the first rows", rows(1, 25, 84));
+    let lines: Vec<&str> = first.lines().collect();
+    assert!(lines[0].starts_with("sockwho "), "{first}");
+    assert!(
+        first.contains("84 sockets; ESTABLISHED 82, LISTEN 2;"),
+        "{first}"
+    );
+    assert!(first.contains("sort: state"), "{first}");
+    assert!(
+        first.contains("Local Address") && first.contains("Age"),
+        "{first}"
+    );
+    assert!(lines.last().unwrap().contains("q quit"), "{first}");
+    assert!(first.lines().all(|l| l.chars().count() <= 100));
+    // scroll: a page, a row, the end, the start
+    tmux.keys(&["PageDown"]);
+    tmux.wait_for("a page down", rows(26, 50, 84));
+    tmux.keys(&["Down"]);
+    tmux.wait_for("a row down", rows(27, 51, 84));
+    tmux.keys(&["End"]);
+    tmux.wait_for("the end", rows(60, 84, 84));
+    tmux.keys(&["Home"]);
+    tmux.wait_for("the start", rows(1, 25, 84));
+    // sort by local port: port 21's connection first
+    tmux.keys(&["s"]);
+    let sorted = tmux.wait_for("the sort", |s| s.contains("sort: local port"));
+    let first_row = sorted
+        .lines()
+        .skip_while(|l| !l.contains("Local Address"))
+        .nth(1)
+        .unwrap();
+    assert!(first_row.contains("127.0.0.1:21 "), "{sorted}");
+    // a filter, then a bad one: said, the view goes on with the good one
+    tmux.keys(&["/"]);
+    tmux.type_text("sport = :3700");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the filter", |s| {
+        s.contains("rows 1-25 of 41 ") && s.contains("filter: sport = :3700")
+    });
+    tmux.keys(&["/"]);
+    tmux.type_text(" or nonsense");
+    tmux.keys(&["Enter"]);
+    let bad = tmux.wait_for("the bad filter's error", |s| {
+        s.contains("filter: unexpected 'nonsense'")
+    });
+    assert!(
+        bad.contains(" of 41 | sort: local port | filter: sport = :3700 "),
+        "{bad}"
+    );
+    // the FTP pane
+    tmux.keys(&["f"]);
+    let pane = tmux.wait_for("the FTP pane", |s| s.contains("FTP sessions: 1"));
+    assert!(pane.contains("ftp#1"), "{pane}");
+    assert!(pane.contains("control 127.0.0.1:"), "{pane}");
+    tmux.keys(&["f"]);
+    tmux.wait_for("the pane closed", |s| !s.contains("FTP sessions"));
+    // help, closed by any key
+    tmux.keys(&["?"]);
+    tmux.wait_for("help", |s| {
+        s.contains("keys (any key closes)") && s.contains("q, Ctrl-C")
+    });
+    tmux.keys(&["x"]);
+    tmux.wait_for("help closed", |s| !s.contains("any key closes"));
+    // a narrower window: whole columns go, said in the header, no port cut
+    tmux.keys(&["/"]);
+    tmux.keys(&["C-u"]);
+    for _ in 0..30 {
+        tmux.keys(&["BSpace"]);
+    }
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("no filter", |s| {
+        s.contains(" of 84 ") && !s.contains("filter:")
+    });
+    assert!(
+        tmux.run(&["resize-window", "-t", "w", "-x", "50", "-y", "30"])
+            .status
+            .success()
+    );
+    let narrow = tmux.wait_for("the narrow window", |s| {
+        s.contains("hidden:") && s.lines().all(|l| l.chars().count() <= 50)
+    });
+    let mut seen = 0;
+    for word in narrow.split_whitespace() {
+        if let Some(port) = word.strip_prefix("127.0.0.1:") {
+            let port: u16 = port.parse().unwrap_or_else(|_| panic!("{word}: {narrow}"));
+            assert!(ports.contains(&port), "{word} is no port here: {narrow}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "{narrow}");
+    // q quits, with status 0
+    tmux.keys(&["q"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !status.exists() {
+        assert!(Instant::now() < end, "q did not quit: {}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "0");
+    drop(keep);
 }
