@@ -178,7 +178,7 @@ fn collect(
 ) {
     let mut pipeline = Pipeline::watching(cfg);
     let mut errors = ErrorCounts::default();
-    let mut listed = Listed::new();
+    let mut listed = Listed::default();
     while let Ok(first) = requests.recv() {
         // everyone who asked while the last scrape ran gets this one
         let mut waiters = vec![first];
@@ -239,7 +239,19 @@ fn scrape(
 
 /// The connections the last scrape listed, by (namespace inode, cookie):
 /// the labels a destroy event no longer carries.
-type Listed = HashMap<(u64, u64), (Proto, Direction, Option<NetnsId>)>;
+#[derive(Debug, Default)]
+struct Listed {
+    now: HashMap<(u64, u64), Counted>,
+    /// Listed before, gone from a later scrape with no destroy event yet
+    /// (the kernel sends them from a work queue): a late one still counts,
+    /// for [`LATE_SCRAPES`] scrapes.
+    waiting: HashMap<(u64, u64), (Counted, u32)>,
+}
+
+type Counted = (Proto, Direction, Option<NetnsId>);
+
+/// How many scrapes a listed connection that went waits for its destroy event.
+const LATE_SCRAPES: u32 = 3;
 
 /// Feeds `sockwho_connections_closed_total` from the kernel's destroy
 /// events that the pipeline followed since the last scrape: connections
@@ -253,12 +265,25 @@ fn count_closed(
     listed: &mut Listed,
     closed: &mut ClosedCounts,
 ) {
-    for (key, (proto, direction, netns)) in listed.iter() {
-        if pipeline.departures().contains_key(key) {
+    let departed = |key: &(u64, u64)| pipeline.departures().contains_key(key);
+    listed
+        .waiting
+        .retain(|key, ((proto, direction, netns), left)| {
+            if departed(key) {
+                closed.record_closed(*proto, *direction, netns.as_ref());
+                return false;
+            }
+            *left -= 1;
+            *left > 0
+        });
+    for (key, counted) in listed.now.drain() {
+        if departed(&key) {
+            let (proto, direction, netns) = &counted;
             closed.record_closed(*proto, *direction, netns.as_ref());
+        } else {
+            listed.waiting.insert(key, (counted, LATE_SCRAPES));
         }
     }
-    listed.clear();
     for p in parts {
         for r in p.rows() {
             let s = r.socket;
@@ -266,7 +291,12 @@ fn count_closed(
             if s.closed {
                 closed.record_closed(s.proto, direction, p.netns.as_ref());
             } else if let (Some(cookie), Some(_)) = (s.cookie, s.remote) {
-                listed.insert((p.inode, cookie), (s.proto, direction, p.netns.clone()));
+                let key = (p.inode, cookie);
+                // still listed: it waits for nothing
+                listed.waiting.remove(&key);
+                listed
+                    .now
+                    .insert(key, (s.proto, direction, p.netns.clone()));
             }
         }
     }

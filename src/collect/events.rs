@@ -756,7 +756,9 @@ pub struct Merged {
     /// Sockets that opened and closed since the refresh before, never
     /// listed, in the order of their events: reported `closed`.
     pub closed: Vec<Destroyed>,
-    /// When the listed sockets that went away were destroyed, by cookie.
+    /// When the listed sockets that went away were destroyed, by cookie:
+    /// those the refresh before listed, and those whose event came late
+    /// (reported `removed` at an earlier refresh).
     pub removed_at: HashMap<u64, SystemTime>,
 }
 
@@ -791,7 +793,10 @@ impl Ledger {
                 self.counts.removed += 1;
                 merged.removed_at.insert(cookie, event.at);
             } else if self.departed.remove(&cookie).is_some() {
+                // reported `removed` already; its end still counts (metrics,
+                // FTP's timing)
                 self.counts.late += 1;
+                merged.removed_at.insert(cookie, event.at);
             } else {
                 self.counts.closed += 1;
                 merged.closed.push(event);
@@ -946,7 +951,10 @@ mod tests {
         let gone = ledger.merge(&[], vec![], t);
         assert_eq!(gone, Merged::default());
         let late = ledger.merge(&[], vec![destroyed(6, 81, 2)], t);
-        assert_eq!(late, Merged::default());
+        // not closed again; only its destroy's time is said (for metrics'
+        // closed count and FTP's timing)
+        assert!(late.closed.is_empty());
+        assert_eq!(late.removed_at.keys().collect::<Vec<_>>(), [&6]);
         assert_eq!(ledger.counts.late, 2);
         // a cookie of one namespace's event is never another's socket: the
         // pipeline keeps one ledger per namespace
