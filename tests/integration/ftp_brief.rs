@@ -477,3 +477,182 @@ fn pyftpdlib_and_curl_short_transfers_one_shot() {
         );
     }
 }
+
+/// Watch mode (`-c --format jsonl`) on a file in `ns`, stopped with SIGTERM
+/// by [`Watcher::stop`], which returns the events.
+struct Watcher {
+    child: std::process::Child,
+    out: tempfile::NamedTempFile,
+}
+
+impl Watcher {
+    fn start(ns: &Netns) -> Watcher {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, crate::harness::BIN])
+            .args(["-tan", "-c", "--interval", "0.1", "--format", "jsonl"])
+            .stdout(out.reopen().unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let w = Watcher { child, out };
+        // from its first refresh on
+        for _ in 0..100 {
+            if w.events().iter().any(|e| e["event"] == "tick") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.out.path())
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn stop(mut self) -> Vec<Value> {
+        // SAFETY: kill(2) on our own child's pid
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        self.events()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 10's measurement, short: curl runs one session after another (a
+/// LIST and a 1 KiB RETR each, a new control connection each time, 100 ms
+/// apart) while watch mode runs on both hosts. Every data connection
+/// appears in the events, as data of the right mode, and its `ftp.control`
+/// names the control connection curl used for it (curl's own `-w
+/// %{local_port}` and `-v`): among sessions between the same two hosts,
+/// seen only as they went, each goes to its own (`timing`).
+#[test]
+fn watched_short_sessions_each_data_connection_joins_its_own_session() {
+    let test = "watched_short_sessions_each_data_connection_joins_its_own_session";
+    if !can_use_netns(test) || !has_tools(test, &[PYFTPDLIB, CURL]) {
+        return;
+    }
+    for (tag, active, want) in [("wpas", false, "passive"), ("wact", true, "active")] {
+        let h = Hosts::new(tag);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("small"), vec![b'x'; 1024]).unwrap();
+        let root = dir.path().to_str().unwrap();
+        let _py = start(
+            &h.srv,
+            &[
+                "python3",
+                "-m",
+                "pyftpdlib",
+                "-i",
+                SRV4,
+                "-p",
+                "21",
+                "-d",
+                root,
+            ],
+            Some(Duration::from_millis(300)),
+        );
+        let (server, client) = (Watcher::start(&h.srv), Watcher::start(&h.cli));
+        // data port (the server's in passive mode, the client's in active
+        // mode) -> the control connection's client port
+        let mut truth = std::collections::HashMap::new();
+        let data_port = data_ports_said(active);
+        for _ in 0..6 {
+            let (list, small) = (format!("ftp://{SRV4}/"), format!("ftp://{SRV4}/small"));
+            let mut argv = vec!["curl", "-v", "-s", "--retry", "20", "--retry-connrefused"];
+            argv.extend(["-w", "%{local_port}\n"]);
+            if active {
+                argv.extend(["-P", "-"]);
+            }
+            argv.extend([
+                list.as_str(),
+                "-o",
+                "/dev/null",
+                small.as_str(),
+                "-o",
+                "/dev/null",
+            ]);
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &h.cli.name])
+                .args(&argv)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "curl: {out:?}");
+            let control: u16 = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("curl's control port");
+            let said = String::from_utf8_lossy(&out.stderr);
+            let ports = data_port(&said);
+            assert_eq!(ports.len(), 2, "LIST and RETR: {said}");
+            for p in ports {
+                truth.insert(p, control);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for (side, events) in [("server", server.stop()), ("client", client.stop())] {
+            let mut seen = std::collections::HashMap::new();
+            for e in &events {
+                let s = &e["socket"];
+                if s["proto"] != "tcp" || s["remote"].is_null() {
+                    continue;
+                }
+                let (l, r) = (port(&s["local"]), port(&s["remote"]));
+                let (server_end, client_end) = if side == "server" { (l, r) } else { (r, l) };
+                let key = if active { client_end } else { server_end };
+                if l == 21 || r == 21 || !truth.contains_key(&key) {
+                    continue;
+                }
+                // its last word (an added TIME_WAIT, a closed event...)
+                seen.insert(key, s.clone());
+            }
+            assert_eq!(
+                seen.len(),
+                truth.len(),
+                "{side} {want}: seen {:?} of {:?}",
+                seen.keys().collect::<Vec<_>>(),
+                truth
+            );
+            for (key, s) in &seen {
+                let f = &s["ftp"];
+                assert_eq!(f["role"], "data", "{side} {want} {key}: {s}");
+                assert_eq!(f["mode"], want, "{side} {key}: {s}");
+                assert_eq!(
+                    port(&f["control"]["client"]),
+                    truth[key],
+                    "{side} {want} data port {key}: the session of another control connection: {s}"
+                );
+            }
+        }
+    }
+}
+
+/// The data ports curl's `-v` names: the server's 229 reply in passive
+/// mode, curl's EPRT (or PORT) in active mode.
+fn data_ports_said(active: bool) -> impl Fn(&str) -> Vec<u16> {
+    move |said: &str| {
+        said.lines()
+            .filter_map(|line| {
+                if active {
+                    let rest = line.split("EPRT |").nth(1)?;
+                    rest.split('|').nth(2)?.parse().ok()
+                } else {
+                    let rest = line.split("(|||").nth(1)?;
+                    rest.split('|').next()?.parse().ok()
+                }
+            })
+            .collect()
+    }
+}
