@@ -56,6 +56,7 @@ fn sentinel() -> Socket {
         processes: Vec::new(),
         closed: false,
         tcp_info: None,
+        ended: None,
     }
 }
 

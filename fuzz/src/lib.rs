@@ -263,6 +263,9 @@ pub fn socket(u: &mut Unstructured<'_>, addrs: &[IpAddr], ports: &[u16]) -> Resu
         processes: Vec::new(),
         closed: u.ratio(1, 8)?,
         tcp_info: None,
+        // when it went: the classifier's timing evidence, left to the
+        // collectors (an Instant is not arbitrary input)
+        ended: None,
     })
 }
 
