@@ -543,6 +543,70 @@ pub struct Flow {
     /// For an expected flow: the original tuple of the flow that expected it
     /// (ctnetlink only; /proc/net/nf_conntrack does not show it).
     pub master: Option<Tuple>,
+    pub status: FlowStatus,
+}
+
+impl Flow {
+    /// Takes what a later event of the same flow says, keeping what only
+    /// an earlier one said: an update event leaves out the master, and the
+    /// TCP state unless it changed (`ctnetlink_conntrack_event()`).
+    pub fn update(&mut self, later: Flow) {
+        self.reply = later.reply;
+        self.expected |= later.expected;
+        self.helper = later.helper.or(self.helper.take());
+        self.master = later.master.or(self.master);
+        self.status = FlowStatus {
+            state: later.status.state.or(self.status.state),
+            ..later.status
+        };
+    }
+}
+
+/// What conntrack says of a flow beside its tuples: what a firewall's
+/// rules match on (`ct state`, `ct mark`, `ct zone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowStatus {
+    /// The TCP tracker's state as conntrack names it (`SYN_SENT`,
+    /// `ESTABLISHED`, ...: [`CT_TCP_STATES`]); `None` for UDP, or where
+    /// it was not said (an update event without protocol information).
+    pub state: Option<&'static str>,
+    /// No packet of the reply direction has been seen (`IPS_SEEN_REPLY`
+    /// unset; `[UNREPLIED]` in /proc).
+    pub unreplied: bool,
+    /// `IPS_ASSURED` (`[ASSURED]`): traffic seen both ways, kept under
+    /// pressure.
+    pub assured: bool,
+    pub mark: u32,
+    pub zone: u16,
+    /// Seconds until conntrack forgets the flow, where it said.
+    pub timeout: Option<u32>,
+}
+
+/// conntrack's TCP states by number (`enum tcp_conntrack`,
+/// include/uapi/linux/netfilter/nf_conntrack_tcp.h), named as
+/// `tcp_conntrack_names` in nf_conntrack_proto_tcp.c prints them in
+/// /proc/net/nf_conntrack (and `conntrack -L`).
+pub const CT_TCP_STATES: [&str; 10] = [
+    "NONE",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "TIME_WAIT",
+    "CLOSE",
+    "SYN_SENT2",
+];
+
+/// The name of conntrack's TCP state `code`, or of the state word `name`
+/// in the table's spelling: `None` for any other.
+pub fn ct_tcp_state(code: Option<u8>, name: Option<&str>) -> Option<&'static str> {
+    match (code, name) {
+        (Some(c), _) => CT_TCP_STATES.get(usize::from(c)).copied(),
+        (None, Some(n)) => CT_TCP_STATES.iter().copied().find(|s| *s == n),
+        (None, None) => None,
+    }
 }
 
 /// A helper's expectation of a connection yet to come.
@@ -554,6 +618,13 @@ pub struct Expectation {
     /// The original tuple of the flow that expects it (ctnetlink only).
     pub master: Option<Tuple>,
     pub helper: Option<String>,
+    /// What a NAT helper rewrote (`CTA_EXPECT_NAT`): the address and port
+    /// the expected connection will be sent on to, as the control
+    /// connection named them before the rewrite (the ftp helper keeps the
+    /// port only: the address is unspecified). ctnetlink only.
+    pub nat: Option<Endpoint>,
+    /// Seconds until the expectation lapses, where it said.
+    pub timeout: Option<u32>,
 }
 
 /// Where conntrack's state was read from.
@@ -569,6 +640,10 @@ pub struct Conntrack {
     pub flows: Vec<Flow>,
     pub expectations: Vec<Expectation>,
     pub source: ConntrackSource,
+    /// The namespace's own addresses (its interfaces'), so that a flow this
+    /// host only forwards is told from one it ends: empty where they were
+    /// not read.
+    pub local: Vec<IpAddr>,
 }
 
 /// A network namespace, as sockwho names it.

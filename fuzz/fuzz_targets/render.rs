@@ -27,8 +27,8 @@ use sockwho::collect::decode::decode_datagram;
 use sockwho::collect::names::{Names, Services, Users};
 use sockwho::config::{Config, Environment};
 use sockwho::model::{
-    Conntrack, ConntrackSource, Endpoint, Expectation, Flow, NetnsId, PortRange, Proto, Snapshot,
-    Socket, Source, Tuple,
+    Conntrack, ConntrackSource, Endpoint, Expectation, Flow, FlowStatus, NetnsId, PortRange, Proto,
+    Snapshot, Socket, Source, Tuple, ct_tcp_state,
 };
 use sockwho::render::escape::hazards;
 use sockwho::view::{Part, shown};
@@ -85,6 +85,14 @@ fn ip_proto(p: Proto) -> u8 {
 fn conntrack(u: &mut Unstructured<'_>, sockets: &[Socket]) -> Result<Conntrack> {
     let mut flows: Vec<Flow> = Vec::new();
     let mut expectations = Vec::new();
+    // some sockets' addresses are this host's: flows between the others
+    // cross it
+    let mut local = Vec::new();
+    for s in sockets {
+        if u.arbitrary()? {
+            local.push(s.local.addr);
+        }
+    }
     for s in sockets {
         let Some(remote) = s.remote else { continue };
         if u.ratio(1, 3)? {
@@ -108,12 +116,21 @@ fn conntrack(u: &mut Unstructured<'_>, sockets: &[Socket]) -> Result<Conntrack> 
         } else {
             None
         };
+        let state = u.int_in_range(0..=11u8)?;
         flows.push(Flow {
             orig,
             reply: reversed(orig),
             expected: master.is_some() || u.ratio(1, 4)?,
             helper,
             master,
+            status: FlowStatus {
+                state: ct_tcp_state(Some(state), None),
+                unreplied: u.arbitrary()?,
+                assured: u.arbitrary()?,
+                mark: u.arbitrary()?,
+                zone: u.arbitrary()?,
+                timeout: u.arbitrary()?,
+            },
         });
         if u.ratio(1, 4)? {
             expectations.push(Expectation {
@@ -124,6 +141,10 @@ fn conntrack(u: &mut Unstructured<'_>, sockets: &[Socket]) -> Result<Conntrack> 
                 },
                 master: Some(orig),
                 helper: Some("ftp".to_string()),
+                nat: u
+                    .arbitrary::<bool>()?
+                    .then(|| Endpoint::new(remote.addr, remote.port)),
+                timeout: u.arbitrary()?,
             });
         }
     }
@@ -139,6 +160,7 @@ fn conntrack(u: &mut Unstructured<'_>, sockets: &[Socket]) -> Result<Conntrack> 
         } else {
             ConntrackSource::Procfs
         },
+        local,
     })
 }
 

@@ -234,9 +234,11 @@ pub(super) mod tests {
                 expected: false,
                 helper: None,
                 master: None,
+                status: Default::default(),
             }],
             expectations: vec![],
             source: crate::model::ConntrackSource::Netlink,
+            local: Vec::new(),
         };
         let cases = vec![
             Case {

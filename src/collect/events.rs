@@ -101,9 +101,11 @@ const EXP_NEW: u16 = 2 << 8; // NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_NEW
 const EXP_DELETE: u16 = (2 << 8) | 2; // IPCTNL_MSG_EXP_DELETE
 
 // ctnetlink's multicast groups (`enum nfnetlink_groups` in
-// include/uapi/linux/netfilter/nfnetlink.h). Updates (2) are left out:
-// they are many, and say nothing about who opened a flow.
+// include/uapi/linux/netfilter/nfnetlink.h).
 const NFNLGRP_CONNTRACK_NEW: u32 = 1;
+/// A flow's state, status or mark changed: what tells a flow that stays
+/// unreplied, or a handshake that completed, between two refreshes.
+const NFNLGRP_CONNTRACK_UPDATE: u32 = 2;
 const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
 const NFNLGRP_CONNTRACK_EXP_NEW: u32 = 4;
 const NFNLGRP_CONNTRACK_EXP_DESTROY: u32 = 6;
@@ -553,6 +555,7 @@ fn follow_conntrack(
     }
     let groups = [
         NFNLGRP_CONNTRACK_NEW,
+        NFNLGRP_CONNTRACK_UPDATE,
         NFNLGRP_CONNTRACK_DESTROY,
         NFNLGRP_CONNTRACK_EXP_NEW,
         NFNLGRP_CONNTRACK_EXP_DESTROY,
@@ -634,7 +637,12 @@ impl LiveConntrack {
                 let mut out = Vec::new();
                 flow_message(message, &mut out)?;
                 for f in out {
-                    self.flows.insert(f.orig, f);
+                    match self.flows.get_mut(&f.orig) {
+                        Some(known) => known.update(f),
+                        None => {
+                            self.flows.insert(f.orig, f);
+                        }
+                    }
                 }
             }
             CT_DELETE => {
@@ -710,6 +718,7 @@ impl LiveConntrack {
             flows,
             expectations,
             source: ConntrackSource::Netlink,
+            local: Vec::new(),
         })
     }
 }
@@ -1007,6 +1016,7 @@ mod tests {
             expected: false,
             helper: None,
             master: None,
+            status: Default::default(),
         }
     }
 
@@ -1048,10 +1058,14 @@ mod tests {
 
     /// A ctnetlink event as the kernel sends it, in a message of `kind`.
     fn event(kind: u16, f: &Flow, helper: Option<&str>) -> Vec<u8> {
+        event_with_status(kind, f, helper, 0)
+    }
+
+    fn event_with_status(kind: u16, f: &Flow, helper: Option<&str>, status: u32) -> Vec<u8> {
         let mut attrs = vec![
             tuple_attr(1, f.orig),
             tuple_attr(2, f.reply),
-            attr(3, &0u32.to_be_bytes()),
+            attr(3, &status.to_be_bytes()),
         ];
         if let Some(h) = helper {
             attrs.push(nest(5, &[attr(1, format!("{h}\0").as_bytes())]));
@@ -1114,12 +1128,28 @@ mod tests {
     }
 
     #[test]
+    fn conntrack_update_events_change_the_status_and_keep_the_rest() {
+        let mut table = LiveConntrack::default();
+        let control = flow("10.0.0.2:40000", "10.0.0.1:21");
+        apply(&mut table, &event(CT_NEW, &control, Some("ftp")));
+        let first = &table.snapshot(true).unwrap().flows[0];
+        assert!(first.status.unreplied);
+        // IPS_SEEN_REPLY | IPS_ASSURED, and no helper said this time
+        apply(&mut table, &event_with_status(CT_NEW, &control, None, 6));
+        let later = &table.snapshot(true).unwrap().flows[0];
+        assert_eq!(later.helper.as_deref(), Some("ftp"));
+        assert!(!later.status.unreplied && later.status.assured);
+    }
+
+    #[test]
     fn conntrack_expectations_come_and_go() {
         let mut table = LiveConntrack::default();
         let e = Expectation {
             tuple: tuple("10.0.0.2:0", "10.0.0.1:50000"),
             master: Some(tuple("10.0.0.2:40000", "10.0.0.1:21")),
             helper: None,
+            nat: None,
+            timeout: None,
         };
         apply(&mut table, &expectation_event(EXP_NEW, &e));
         assert_eq!(

@@ -11,6 +11,7 @@
 //! above this module, and the binary itself, runs on captured fixtures
 //! without root.
 
+pub mod addresses;
 pub mod bytecode;
 pub mod conntrack;
 pub mod decode;

@@ -229,6 +229,9 @@ fn pasv_leaves_a_pending_expectation_towards_the_server() {
         dst: Endpoint::new(SERVER, 21),
         proto: TCP,
     };
+    // the ftp helper's expectations last 5 minutes (`ftp_exp_policy`)
+    let left = ct.expectations.first().and_then(|e| e.timeout);
+    assert!(left.is_some_and(|s| (1..=300).contains(&s)), "{ct:?}");
     assert_eq!(
         ct.expectations,
         [Expectation {
@@ -240,6 +243,9 @@ fn pasv_leaves_a_pending_expectation_towards_the_server() {
             },
             master: Some(control),
             helper: Some("ftp".to_string()),
+            // no NAT here
+            nat: None,
+            timeout: left,
         }]
     );
 }

@@ -102,6 +102,7 @@ fn flow(src: &str, dst: &str) -> Flow {
         expected: false,
         helper: None,
         master: None,
+        status: Default::default(),
     }
 }
 
@@ -110,6 +111,7 @@ fn tracked(flows: Vec<Flow>) -> Conntrack {
         flows,
         expectations: vec![],
         source: ConntrackSource::Netlink,
+        local: Vec::new(),
     }
 }
 

@@ -45,6 +45,7 @@ fn flow(src: &str, dst: &str) -> Flow {
         expected: false,
         helper: None,
         master: None,
+        status: Default::default(),
     }
 }
 
@@ -516,6 +517,7 @@ fn tracked(flows: Vec<Flow>, expectations: Vec<Expectation>) -> Conntrack {
         flows,
         expectations,
         source: ConntrackSource::Netlink,
+        local: Vec::new(),
     }
 }
 
@@ -589,6 +591,8 @@ fn an_expectation_makes_a_pending_listener_exact() {
         },
         master: Some(ctl.orig),
         helper: Some("ftp".into()),
+        nat: None,
+        timeout: None,
     };
     let mut sockets = passive_server(50000);
     sockets.truncate(3);

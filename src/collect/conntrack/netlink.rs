@@ -11,9 +11,9 @@ use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use super::tracked;
 use crate::collect::netlink::{
     DecodeError, Message, NETLINK_NETFILTER, NLMSG_HDRLEN, NetlinkError, NetlinkSocket, Progress,
-    walk,
+    parse_attributes as parse, walk,
 };
-use crate::model::{Endpoint, Expectation, Flow, Tuple};
+use crate::model::{Endpoint, Expectation, Flow, FlowStatus, Tuple, ct_tcp_state};
 
 // Message types: the subsystem in the high byte (include/uapi/linux/netfilter/
 // nfnetlink.h), the message in the low one (nfnetlink_conntrack.h). A dump
@@ -31,8 +31,14 @@ const REQUEST_LEN: usize = NLMSG_HDRLEN + NFGENMSG_LEN;
 const CTA_TUPLE_ORIG: usize = 1;
 const CTA_TUPLE_REPLY: usize = 2;
 const CTA_STATUS: usize = 3;
+const CTA_PROTOINFO: usize = 4;
 const CTA_HELP: usize = 5;
+const CTA_TIMEOUT: usize = 7;
+const CTA_MARK: usize = 8;
 const CTA_TUPLE_MASTER: usize = 14;
+const CTA_ZONE: usize = 18;
+const CTA_PROTOINFO_TCP: usize = 1;
+const CTA_PROTOINFO_TCP_STATE: usize = 1;
 const CTA_TUPLE_IP: usize = 1;
 const CTA_TUPLE_PROTO: usize = 2;
 const CTA_IP_V4_SRC: usize = 1;
@@ -46,11 +52,14 @@ const CTA_HELP_NAME: usize = 1;
 const CTA_EXPECT_MASTER: usize = 1;
 const CTA_EXPECT_TUPLE: usize = 2;
 const CTA_EXPECT_MASK: usize = 3;
+const CTA_EXPECT_TIMEOUT: usize = 4;
 const CTA_EXPECT_HELP_NAME: usize = 6;
-/// The flag bits of `nla_type` (include/uapi/linux/netlink.h).
-const NLA_TYPE_MASK: u16 = !(0x8000 | 0x4000); // NLA_F_NESTED, NLA_F_NET_BYTEORDER
-/// `IPS_EXPECTED` (include/uapi/linux/netfilter/nf_conntrack_common.h).
+const CTA_EXPECT_NAT: usize = 10;
+const CTA_EXPECT_NAT_TUPLE: usize = 2;
+/// Status bits (include/uapi/linux/netfilter/nf_conntrack_common.h).
 const IPS_EXPECTED: u32 = 1;
+const IPS_SEEN_REPLY: u32 = 1 << 1;
+const IPS_ASSURED: u32 = 1 << 2;
 
 /// Dumps the flows, then the expectations, of the caller's namespace.
 pub(super) fn read() -> Result<(Vec<Flow>, Vec<Expectation>), NetlinkError> {
@@ -123,7 +132,7 @@ fn attributes(message: Message<'_>) -> Result<&[u8], DecodeError> {
 }
 
 fn flow(attrs: &[u8]) -> Result<Option<Flow>, DecodeError> {
-    let a = parse::<{ CTA_TUPLE_MASTER + 1 }>(attrs)?;
+    let a = parse::<{ CTA_ZONE + 1 }>(attrs)?;
     let orig = tuple(need(&a, CTA_TUPLE_ORIG, "CTA_TUPLE_ORIG")?)?;
     let reply = tuple(need(&a, CTA_TUPLE_REPLY, "CTA_TUPLE_REPLY")?)?;
     let (Some(orig), Some(reply)) = (orig, reply) else {
@@ -136,17 +145,37 @@ fn flow(attrs: &[u8]) -> Result<Option<Flow>, DecodeError> {
     };
     // `ctnetlink_dump_master()`: the master's original tuple.
     let master = a[CTA_TUPLE_MASTER].map(tuple).transpose()?.flatten();
+    // `ctnetlink_dump_protoinfo()`, `tcp_to_nlattr()`: a nest per protocol.
+    let state = match a[CTA_PROTOINFO] {
+        Some(info) => match parse::<{ CTA_PROTOINFO_TCP + 1 }>(info)?[CTA_PROTOINFO_TCP] {
+            Some(tcp) => {
+                let t = parse::<{ CTA_PROTOINFO_TCP_STATE + 1 }>(tcp)?;
+                let [code] = field(&t, CTA_PROTOINFO_TCP_STATE, "CTA_PROTOINFO_TCP_STATE")?;
+                ct_tcp_state(Some(code), None)
+            }
+            None => None,
+        },
+        None => None,
+    };
     Ok(Some(Flow {
         orig,
         reply,
         expected: status & IPS_EXPECTED != 0,
         helper,
         master,
+        status: FlowStatus {
+            state,
+            unreplied: status & IPS_SEEN_REPLY == 0,
+            assured: status & IPS_ASSURED != 0,
+            mark: optional(&a, CTA_MARK, "CTA_MARK")?.map_or(0, u32::from_be_bytes),
+            zone: optional(&a, CTA_ZONE, "CTA_ZONE")?.map_or(0, u16::from_be_bytes),
+            timeout: optional(&a, CTA_TIMEOUT, "CTA_TIMEOUT")?.map(u32::from_be_bytes),
+        },
     }))
 }
 
 fn expectation(attrs: &[u8]) -> Result<Option<Expectation>, DecodeError> {
-    let a = parse::<{ CTA_EXPECT_HELP_NAME + 1 }>(attrs)?;
+    let a = parse::<{ CTA_EXPECT_NAT + 1 }>(attrs)?;
     let Some(mut expected) = tuple(need(&a, CTA_EXPECT_TUPLE, "CTA_EXPECT_TUPLE")?)? else {
         return Ok(None);
     };
@@ -165,10 +194,22 @@ fn expectation(attrs: &[u8]) -> Result<Option<Expectation>, DecodeError> {
             };
         }
     }
+    // `ctnetlink_exp_dump_expect()`: the saved address and port, as the
+    // source of a tuple, where NAT saved any.
+    let nat = match a[CTA_EXPECT_NAT] {
+        Some(n) => match parse::<{ CTA_EXPECT_NAT_TUPLE + 1 }>(n)?[CTA_EXPECT_NAT_TUPLE] {
+            Some(t) => tuple(t)?.map(|t| t.src),
+            None => None,
+        },
+        None => None,
+    };
+    let timeout = optional(&a, CTA_EXPECT_TIMEOUT, "CTA_EXPECT_TIMEOUT")?.map(u32::from_be_bytes);
     Ok(Some(Expectation {
         tuple: expected,
         master: a[CTA_EXPECT_MASTER].map(tuple).transpose()?.flatten(),
         helper: a[CTA_EXPECT_HELP_NAME].map(string),
+        nat,
+        timeout,
     }))
 }
 
@@ -199,27 +240,6 @@ fn tuple(attrs: &[u8]) -> Result<Option<Tuple>, DecodeError> {
     }))
 }
 
-/// The attributes in `buf`, as the kernel's `nla_parse()` sees them: a
-/// table indexed by type (flag bits masked off), the last of a type winning,
-/// types beyond the table ignored.
-fn parse<const N: usize>(mut buf: &[u8]) -> Result<[Option<&[u8]>; N], DecodeError> {
-    let mut table = [None; N];
-    // Fewer than 4 bytes left is padding (`nla_ok()`).
-    while let Some(&[l0, l1, t0, t1]) = buf.get(..4) {
-        let len = usize::from(u16::from_ne_bytes([l0, l1]));
-        let Some(payload) = buf.get(4..len) else {
-            return Err(DecodeError::Truncated("attribute"));
-        };
-        let kind = usize::from(u16::from_ne_bytes([t0, t1]) & NLA_TYPE_MASK);
-        if let Some(slot) = table.get_mut(kind) {
-            *slot = Some(payload);
-        }
-        // Attributes are aligned to 4 bytes (NLA_ALIGN).
-        buf = buf.get((len + 3) & !3..).unwrap_or_default();
-    }
-    Ok(table)
-}
-
 fn need<'a>(
     table: &[Option<&'a [u8]>],
     kind: usize,
@@ -242,6 +262,18 @@ fn field<const N: usize>(
         .get(..N)
         .and_then(|b| b.try_into().ok())
         .ok_or(DecodeError::Truncated(name))
+}
+
+/// A fixed-size attribute's payload, if the attribute is there.
+fn optional<const N: usize>(
+    table: &[Option<&[u8]>],
+    kind: usize,
+    name: &'static str,
+) -> Result<Option<[u8; N]>, DecodeError> {
+    match table.get(kind).copied().flatten() {
+        Some(_) => field(table, kind, name).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// A NUL-terminated string attribute (`nla_put_string()`).
@@ -321,6 +353,10 @@ pub(crate) mod tests {
         assert!(!c.expected);
         assert_eq!(c.master, None);
         assert_eq!(c.reply, tcp("10.201.0.1:21", "10.201.0.2:38170"));
+        // `ESTABLISHED ... [ASSURED] mark=0 zone=0` in /proc
+        assert_eq!(c.status.state, Some("ESTABLISHED"));
+        assert!(c.status.assured && !c.status.unreplied);
+        assert_eq!((c.status.mark, c.status.zone), (0, 0));
         let data = find(&flows, tcp("10.201.0.2:43326", "10.201.0.1:55893"));
         assert!(data.expected);
         assert_eq!(data.master, Some(control));
@@ -355,6 +391,9 @@ pub(crate) mod tests {
                 tuple: tcp("10.201.0.2:0", "10.201.0.1:55815"),
                 master: Some(tcp("10.201.0.2:38180", "10.201.0.1:21")),
                 helper: Some("ftp".to_string()),
+                nat: None,
+                // as /proc showed it a moment later: `297 l3proto = 2 ...`
+                timeout: Some(297),
             }]
         );
     }
@@ -495,8 +534,109 @@ pub(crate) mod tests {
                 expected: true,
                 helper: Some("tftp".to_string()),
                 master: Some(udp(A, 4000, B, 69)),
+                status: Default::default(),
             }]
         );
+    }
+
+    #[test]
+    fn hand_built_flow_status() {
+        let syn_sent = message(
+            CT_NEW,
+            0,
+            &[
+                expectedattr(CTA_TUPLE_ORIG, IPPROTO_TCP, A, B, Some((40000, 21))),
+                expectedattr(CTA_TUPLE_REPLY, IPPROTO_TCP, B, A, Some((21, 40000))),
+                // IPS_CONFIRMED only: no reply seen, not assured
+                attr(CTA_STATUS as u16, &(1u32 << 3).to_be_bytes()),
+                attr(CTA_TIMEOUT as u16, &117u32.to_be_bytes()),
+                attr(CTA_MARK as u16, &0x2au32.to_be_bytes()),
+                attr(CTA_ZONE as u16, &3u16.to_be_bytes()),
+                nest(
+                    CTA_PROTOINFO as u16,
+                    &[nest(
+                        CTA_PROTOINFO_TCP as u16,
+                        &[attr(CTA_PROTOINFO_TCP_STATE as u16, &[1]), attr(2, &[7])],
+                    )],
+                ),
+            ],
+        );
+        let mut flows = Vec::new();
+        decode_flows(&syn_sent, &mut flows).unwrap();
+        let want = FlowStatus {
+            state: Some("SYN_SENT"),
+            unreplied: true,
+            assured: false,
+            mark: 42,
+            zone: 3,
+            timeout: Some(117),
+        };
+        assert_eq!(flows[0].status, want);
+        // a state past conntrack's table is no state; a short mark is an error
+        let odd = |extra: Vec<u8>| {
+            let m = message(
+                CT_NEW,
+                0,
+                &[
+                    expectedattr(CTA_TUPLE_ORIG, IPPROTO_TCP, A, B, Some((1, 2))),
+                    expectedattr(CTA_TUPLE_REPLY, IPPROTO_TCP, B, A, Some((2, 1))),
+                    attr(CTA_STATUS as u16, &6u32.to_be_bytes()),
+                    extra,
+                ],
+            );
+            let mut out = Vec::new();
+            decode_flows(&m, &mut out).map(|_| out.pop().map(|f| f.status))
+        };
+        let past = nest(
+            CTA_PROTOINFO as u16,
+            &[nest(
+                CTA_PROTOINFO_TCP as u16,
+                &[attr(CTA_PROTOINFO_TCP_STATE as u16, &[42])],
+            )],
+        );
+        let seen = odd(past).unwrap().unwrap();
+        assert_eq!(seen.state, None);
+        assert!(seen.assured && !seen.unreplied);
+        assert_eq!(
+            odd(attr(CTA_MARK as u16, &[1, 2])),
+            Err(DecodeError::Truncated("CTA_MARK"))
+        );
+    }
+
+    #[test]
+    fn hand_built_expectation_keeps_what_nat_rewrote() {
+        // nf_nat_ftp: the server will connect to the router's 10.0.0.2:50001,
+        // sent on to the port the client's PORT named, 50000.
+        let exp = message(
+            EXP_NEW,
+            0,
+            &[
+                expectedattr(CTA_EXPECT_MASTER, IPPROTO_TCP, A, B, Some((40000, 21))),
+                expectedattr(CTA_EXPECT_TUPLE, IPPROTO_TCP, B, B, Some((0, 50001))),
+                attr(CTA_EXPECT_TIMEOUT as u16, &299u32.to_be_bytes()),
+                nest(
+                    CTA_EXPECT_NAT as u16,
+                    &[
+                        attr(1, &1u32.to_be_bytes()),
+                        expectedattr(
+                            CTA_EXPECT_NAT_TUPLE,
+                            IPPROTO_TCP,
+                            [0; 4],
+                            [0; 4],
+                            Some((50000, 0)),
+                        ),
+                    ],
+                ),
+            ],
+        );
+        let mut out = Vec::new();
+        decode_expectations(&exp, &mut out).unwrap();
+        assert_eq!(
+            out[0].nat,
+            Some(Endpoint::new(Ipv4Addr::UNSPECIFIED.into(), 50000))
+        );
+        assert_eq!(out[0].timeout, Some(299));
+        assert_eq!(out[0].tuple.dst.port, 50001);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::tracked;
-use crate::model::{Conntrack, ConntrackSource, Endpoint, Expectation, Flow, Tuple};
+use crate::model::{
+    Conntrack, ConntrackSource, Endpoint, Expectation, Flow, FlowStatus, Tuple, ct_tcp_state,
+};
 
 /// Reads `net/nf_conntrack` and `net/nf_conntrack_expect` under
 /// `proc_root`; `Err` names the file that could not be read.
@@ -20,6 +22,7 @@ pub(super) fn read(proc_root: &Path) -> Result<Conntrack, (PathBuf, io::Error)> 
         flows: parse_proc_flows(&read("nf_conntrack")?).0,
         expectations: parse_proc_expectations(&read("nf_conntrack_expect")?).0,
         source: ConntrackSource::Procfs,
+        local: Vec::new(),
     })
 }
 
@@ -32,10 +35,11 @@ pub(super) fn read(proc_root: &Path) -> Result<Conntrack, (PathBuf, io::Error)> 
 /// with `packets= bytes=` after each tuple when accounting is on, no
 /// timeout for offloaded flows, and no state word for UDP.
 ///
-/// What this form can tell: both tuples, so who opened each flow. What it
-/// cannot: the only status words it prints are `[UNREPLIED]`, `[ASSURED]`,
-/// `[OFFLOAD]` and `[HW_OFFLOAD]`, never `IPS_EXPECTED`, and it prints
-/// neither the helper nor the master. So every flow read here has
+/// What this form can tell: both tuples, so who opened each flow, and the
+/// seconds left, the TCP state, `[UNREPLIED]`, `[ASSURED]`, `mark=` and
+/// `zone=` (read into [`FlowStatus`]). What it cannot: the only status
+/// words it prints are those two, `[OFFLOAD]` and `[HW_OFFLOAD]`, never
+/// `IPS_EXPECTED`, and it prints neither the helper nor the master. So every flow read here has
 /// `expected: false` (meaning unknown), `helper: None` and `master: None`:
 /// an FTP data connection looks like any other.
 pub fn parse_proc_flows(text: &str) -> (Vec<Flow>, usize) {
@@ -47,17 +51,46 @@ pub fn parse_proc_flows(text: &str) -> (Vec<Flow>, usize) {
         if !tracked(proto) {
             return Some(None);
         }
-        match proc_tuples(words, proto)?.as_slice() {
-            &[orig, reply] => Some(Some(Flow {
-                orig,
-                reply,
-                expected: false,
-                helper: None,
-                master: None,
-            })),
-            _ => None,
-        }
+        let words: Vec<&str> = words.collect();
+        let tuples = proc_tuples(words.iter().copied(), proto)?;
+        let &[orig, reply] = tuples.as_slice() else {
+            return None;
+        };
+        Some(Some(Flow {
+            orig,
+            reply,
+            expected: false,
+            helper: None,
+            master: None,
+            status: proc_status(&words),
+        }))
     })
+}
+
+/// The words of a flow's line besides its tuples: the seconds left and
+/// the TCP state before them, the flags and `mark=` and `zone=` after.
+fn proc_status(words: &[&str]) -> FlowStatus {
+    let mut status = FlowStatus::default();
+    let (head, tail) = words.split_at(words.iter().position(|w| w.contains('=')).unwrap_or(0));
+    for w in head {
+        match w.parse() {
+            Ok(seconds) => status.timeout = Some(seconds),
+            Err(_) => status.state = status.state.or(ct_tcp_state(None, Some(w))),
+        }
+    }
+    for w in tail {
+        match w.split_once('=') {
+            Some(("mark", v)) => status.mark = v.parse().unwrap_or(0),
+            Some(("zone", v)) => status.zone = v.parse().unwrap_or(0),
+            Some(_) => {}
+            None => match *w {
+                "[UNREPLIED]" => status.unreplied = true,
+                "[ASSURED]" => status.assured = true,
+                _ => {}
+            },
+        }
+    }
+    status
 }
 
 /// Parses `/proc/net/nf_conntrack_expect`; returns the TCP and UDP
@@ -95,6 +128,8 @@ pub fn parse_proc_expectations(text: &str) -> (Vec<Expectation>, usize) {
             tuple,
             master: None,
             helper,
+            nat: None,
+            timeout: words[0].parse().ok(),
         }))
     })
 }
@@ -177,6 +212,37 @@ ipv4     2 tcp      6 10 CLOSE src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.
         assert_eq!(flows[0].reply.src, Endpoint::new(B.into(), 53));
         assert_eq!(flows[1].orig, tcp("[fd00::1]:1", "[fd00::2]:2"));
         assert_eq!(flows[1].reply, tcp("[fd00::2]:2", "[fd00::1]:1"));
+        // what the firewall matches on: the UDP flow has no state
+        let udp = FlowStatus {
+            unreplied: true,
+            timeout: Some(29),
+            ..FlowStatus::default()
+        };
+        assert_eq!(flows[0].status, udp);
+        let offloaded = FlowStatus {
+            state: Some("ESTABLISHED"),
+            ..FlowStatus::default()
+        };
+        assert_eq!(flows[1].status, offloaded);
+    }
+
+    #[test]
+    fn procfs_flow_status_words() {
+        let line = "ipv4     2 tcp      6 117 SYN_SENT src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 mark=7 zone=3 use=1\n\
+ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=3 dport=4 src=10.0.0.2 dst=10.0.0.1 sport=4 dport=3 [ASSURED] mark=0 use=2\n";
+        let (flows, malformed) = parse_proc_flows(line);
+        assert_eq!(malformed, 0);
+        let syn = FlowStatus {
+            state: Some("SYN_SENT"),
+            unreplied: true,
+            assured: false,
+            mark: 7,
+            zone: 3,
+            timeout: Some(117),
+        };
+        assert_eq!(flows[0].status, syn);
+        assert_eq!(flows[1].status.state, Some("ESTABLISHED"));
+        assert!(flows[1].status.assured && !flows[1].status.unreplied);
     }
 
     #[test]

@@ -278,6 +278,30 @@ fn dump_once<T>(
     }
 }
 
+/// The flag bits of `nla_type` (include/uapi/linux/netlink.h).
+const NLA_TYPE_MASK: u16 = !(0x8000 | 0x4000); // NLA_F_NESTED, NLA_F_NET_BYTEORDER
+
+/// The attributes in `buf`, as the kernel's `nla_parse()` sees them: a
+/// table indexed by type (flag bits masked off), the last of a type winning,
+/// types beyond the table ignored.
+pub fn parse_attributes<const N: usize>(mut buf: &[u8]) -> Result<[Option<&[u8]>; N], DecodeError> {
+    let mut table = [None; N];
+    // Fewer than 4 bytes left is padding (`nla_ok()`).
+    while let Some(&[l0, l1, t0, t1]) = buf.get(..4) {
+        let len = usize::from(u16::from_ne_bytes([l0, l1]));
+        let Some(payload) = buf.get(4..len) else {
+            return Err(DecodeError::Truncated("attribute"));
+        };
+        let kind = usize::from(u16::from_ne_bytes([t0, t1]) & NLA_TYPE_MASK);
+        if let Some(slot) = table.get_mut(kind) {
+            *slot = Some(payload);
+        }
+        // Attributes are aligned to 4 bytes (NLA_ALIGN).
+        buf = buf.get((len + 3) & !3..).unwrap_or_default();
+    }
+    Ok(table)
+}
+
 /// A netlink socket of one protocol: for requests and their answers
 /// ([`NetlinkSocket::open`]) or for a kernel's events
 /// ([`NetlinkSocket::subscribe`]).
