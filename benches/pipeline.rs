@@ -157,7 +157,11 @@ static CONFIG: LazyLock<Config> = LazyLock::new(|| {
 /// The classified snapshot as the renderers take it, built as
 /// `Pipeline::look` builds it: every row; the renderers pick what `-tan` shows.
 static PARTS: LazyLock<[Part; 1]> = LazyLock::new(|| {
-    let Classified { labels, sessions } = classify::classify(&SNAPSHOT, Default::default());
+    let Classified {
+        labels,
+        sessions,
+        crossings,
+    } = classify::classify(&SNAPSHOT, Default::default());
     [Part {
         inode: 0,
         netns: None,
@@ -166,6 +170,7 @@ static PARTS: LazyLock<[Part; 1]> = LazyLock::new(|| {
         sockets: SNAPSHOT.sockets.clone(),
         labels,
         sessions,
+        crossings,
         conntrack: None,
         selected: None,
     }]

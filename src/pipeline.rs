@@ -19,11 +19,11 @@ use std::time::Instant;
 
 use crate::classify::memory::Memory;
 use crate::classify::{self, Classified};
-use crate::cli::SourceChoice;
+use crate::cli::{Format, SourceChoice};
 use crate::collect::events::{self, Counts, Departures, Destroyed, EventSource, Ledger};
 use crate::collect::names::{self, Names};
 use crate::collect::netns::{self, Target, Unseen};
-use crate::collect::{Notices, Request};
+use crate::collect::{Notices, Request, addresses, sysctl};
 use crate::config::Config;
 use crate::error::{self, Error};
 use crate::model::{self, Conntrack, Proto, Snapshot, Source, State};
@@ -262,7 +262,11 @@ impl<'a> Pipeline<'a> {
         let parts: Vec<Part> = collected
             .into_iter()
             .map(|(inode, netns, snapshot, conntrack)| {
-                let Classified { labels, sessions } = classify::classify(
+                let Classified {
+                    labels,
+                    sessions,
+                    crossings,
+                } = classify::classify(
                     &snapshot,
                     classify::Context {
                         conntrack: conntrack.as_ref().and_then(|c| c.as_ref().ok()),
@@ -278,6 +282,7 @@ impl<'a> Pipeline<'a> {
                     sockets: snapshot.sockets,
                     labels,
                     sessions,
+                    crossings,
                     conntrack,
                     selected: snapshot.selected,
                 }
@@ -435,15 +440,39 @@ fn collect_one(
             snapshot.sockets.push(d.socket);
         }
     }
-    let ftp = cfg.ftp_view || uses_ftp_port(&snapshot, &cfg.ftp_ports);
+    // a router's FTP sessions have no socket here: conntrack alone holds them
+    let crossing = shows_sessions(cfg)
+        && !cfg.inputs.replaying()
+        && sysctl::forwards_tracked_flows(&cfg.inputs.proc);
+    let ftp = cfg.ftp_view || crossing || uses_ftp_port(&snapshot, &cfg.ftp_ports);
     let kept = source
         .filter(|s| s.keeps_conntrack())
         .and_then(|s| s.conntrack(ftp));
-    let conntrack = match kept {
+    let mut conntrack = match kept {
         Some(ct) => Some(Ok(ct)),
         None => ftp.then(|| cfg.inputs.conntrack()),
     };
+    match &mut conntrack {
+        Some(Ok(ct)) => {
+            // which flows this namespace forwards rather than ends; without
+            // its addresses, its sockets' stand in (classify)
+            ct.local = addresses::read().unwrap_or_default();
+        }
+        Some(Err(why)) if crossing => notices.push(format!(
+            "FTP sessions this host forwards are not shown: {why}"
+        )),
+        _ => {}
+    }
     Ok((snapshot, conntrack, destroyed_at))
+}
+
+/// Whether the output shows FTP sessions beside sockets: the `--ftp` view,
+/// JSON's `ftp_sessions`, the metrics and `-s`.
+fn shows_sessions(cfg: &Config) -> bool {
+    cfg.ftp_view
+        || cfg.summary
+        || cfg.serve.is_some()
+        || matches!(cfg.format, Format::Json | Format::Prometheus)
 }
 
 /// Whether any TCP socket uses a control port (21, 990, `--ftp-port`).

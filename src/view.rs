@@ -2,7 +2,8 @@
 //! says of them ([`Part`]), and the rows the options show ([`shown`]). Plain
 //! data, filled by the pipeline; renderers read it and never collect.
 
-use crate::classify::{self, Row, ftp::Session};
+use crate::classify::ftp::{Session, crossing::Crossing};
+use crate::classify::{self, Row};
 use crate::config::Config;
 use crate::model::{self, Conntrack, NetnsId, PortRange, Source};
 
@@ -20,6 +21,8 @@ pub struct Part {
     pub sockets: Vec<model::Socket>,
     pub labels: Vec<classify::Labels>,
     pub sessions: Vec<Session>,
+    /// FTP sessions this host forwards, from conntrack alone.
+    pub crossings: Vec<Crossing>,
     /// `None` where it was not read (no FTP in use); `Err` says why not.
     pub conntrack: Option<Result<Conntrack, String>>,
     /// With an ss filter expression: the sockets it selected (by index;
@@ -35,8 +38,11 @@ impl Part {
             sockets,
             ..model::Snapshot::default()
         };
-        let classify::Classified { labels, sessions } =
-            classify::classify(&snapshot, Default::default());
+        let classify::Classified {
+            labels,
+            sessions,
+            crossings,
+        } = classify::classify(&snapshot, Default::default());
         Part {
             inode: netns.as_ref().map_or(0, |n| n.inode),
             netns,
@@ -45,6 +51,7 @@ impl Part {
             sockets: snapshot.sockets,
             labels,
             sessions,
+            crossings,
             conntrack: None,
             selected: None,
         }

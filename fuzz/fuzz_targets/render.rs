@@ -240,7 +240,11 @@ fn part(u: &mut Unstructured<'_>, names: &[Arc<str>], inode: u64) -> Result<Part
         selected,
         dumped: None,
     };
-    let Classified { labels, sessions } = classify::classify(
+    let Classified {
+        labels,
+        sessions,
+        crossings,
+    } = classify::classify(
         &snapshot,
         Context {
             conntrack: conntrack.as_ref().and_then(|c| c.as_ref().ok()),
@@ -277,6 +281,7 @@ fn part(u: &mut Unstructured<'_>, names: &[Arc<str>], inode: u64) -> Result<Part
         sockets,
         labels,
         sessions,
+        crossings,
         conntrack,
         selected,
     })

@@ -35,6 +35,9 @@ pub struct Labels {
 pub struct Classified {
     pub labels: Vec<Labels>,
     pub sessions: Vec<ftp::Session>,
+    /// FTP sessions this host forwards (conntrack's alone), numbered after
+    /// `sessions`.
+    pub crossings: Vec<ftp::crossing::Crossing>,
 }
 
 /// What the classifiers know beside the sockets.
@@ -79,9 +82,19 @@ pub fn classify(snapshot: &Snapshot, cx: Context<'_>) -> Classified {
         };
         direction::direction(s, &listeners, &snapshot.port_range, seen)
     });
+    let crossings = match cx.conntrack {
+        Some(ct) => {
+            // a socket's address is this host's, whatever RTM_GETADDR said
+            let local: Vec<_> = snapshot.sockets.iter().map(|s| s.local.addr).collect();
+            let next = found.sessions.len() as u32 + 1;
+            ftp::crossing::crossings(ct, &local, cx.ftp_ports, next)
+        }
+        None => Vec::new(),
+    };
     Classified {
         labels,
         sessions: found.sessions,
+        crossings,
     }
 }
 

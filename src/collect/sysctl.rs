@@ -7,6 +7,18 @@ use std::path::Path;
 use crate::error::reason;
 use crate::model::PortRange;
 
+/// Whether the namespace forwards packets and conntrack tracks any flow
+/// (`net.ipv4.ip_forward` or `net.ipv6.conf.all.forwarding`, and
+/// `net.netfilter.nf_conntrack_count`, which anyone may read): a router
+/// whose conntrack may hold FTP sessions that cross it. Unreadable is no.
+pub fn forwards_tracked_flows(proc_root: &Path) -> bool {
+    let on = |name: &str| {
+        std::fs::read_to_string(proc_root.join("sys/net").join(name))
+            .is_ok_and(|t| t.trim().parse::<u64>().is_ok_and(|n| n > 0))
+    };
+    (on("ipv4/ip_forward") || on("ipv6/conf/all/forwarding")) && on("netfilter/nf_conntrack_count")
+}
+
 /// Reads the range under `proc_root/sys/net/ipv4/`, with one-line notices
 /// for what could not be read: a missing or malformed `ip_local_port_range`
 /// gives the kernel's default; a malformed `ip_local_reserved_ports` keeps

@@ -417,7 +417,11 @@ mod tests {
             selected: None,
             dumped: None,
         };
-        let Classified { labels, sessions } = classify(&snapshot, Context::default());
+        let Classified {
+            labels,
+            sessions,
+            crossings,
+        } = classify(&snapshot, Context::default());
         let part = Part {
             inode: 0,
             netns: None,
@@ -426,6 +430,7 @@ mod tests {
             sockets: snapshot.sockets,
             labels,
             sessions,
+            crossings,
             conntrack: None,
             selected: None,
         };

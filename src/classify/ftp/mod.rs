@@ -30,6 +30,7 @@ use crate::model::{Endpoint, PortRange, Socket, State, canonical, wire_enum};
 
 mod association;
 mod control;
+pub mod crossing;
 mod mode;
 
 pub use control::{DAEMONS, DEFAULT_CONTROL_PORTS};
@@ -115,6 +116,10 @@ wire_enum! {
         /// cannot be known, between the hosts of the session on the ports a
         /// data connection uses. Host-level: `low` alone.
         SameHosts => "same-hosts",
+        /// Crossing this host: the session's client opened it to a high port
+        /// of another address, and no one answered (a 227 naming an address
+        /// the client cannot reach). Low.
+        SameClient => "same-client",
         /// The server's port lies in the range of the passive ports seen
         /// for this server (watch mode, or this snapshot): passive.
         PassiveRange => "passive-range",
