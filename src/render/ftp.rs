@@ -11,9 +11,10 @@ use comfy_table::{ContentArrangement, Table, presets};
 use super::escape::{TABLE, terminal_safe};
 use super::palette::Palette;
 use crate::classify::Row;
+use crate::classify::ftp::crossing::Crossing;
 use crate::classify::ftp::{Helper, Mode, Role, Session, Side};
 use crate::classify::ports::{PortClass, port_class};
-use crate::model::{Conntrack, ConntrackSource, Endpoint, NetnsId, PortRange, canonical};
+use crate::model::{Conntrack, ConntrackSource, Endpoint, NetnsId, PortRange, Tuple, canonical};
 use crate::view::Part;
 
 pub struct View<'a> {
@@ -92,7 +93,7 @@ impl View<'_> {
                 self.range.low, self.range.high
             ))
         )?;
-        if count == 0 {
+        if count == 0 && self.part.crossings.is_empty() {
             writeln!(
                 out,
                 "No FTP control connection (ports 21, 990, --ftp-port, or an FTP daemon's listener) is open."
@@ -101,6 +102,171 @@ impl View<'_> {
         for session in self.sessions {
             writeln!(out)?;
             self.session(session, out)?;
+        }
+        if !self.part.crossings.is_empty() {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{}",
+                self.palette.header().style(format!(
+                    "FTP sessions crossing this host: {} (forwarded: conntrack's flows, no socket here)",
+                    self.part.crossings.len()
+                ))
+            )?;
+        }
+        for crossing in &self.part.crossings {
+            writeln!(out)?;
+            self.crossing(crossing, out)?;
+        }
+        Ok(())
+    }
+
+    /// A session this host forwards: its hosts and NAT, its flows as
+    /// conntrack holds them, what the helper rewrote, the diagnostics.
+    fn crossing(&self, c: &Crossing, out: &mut dyn Write) -> io::Result<()> {
+        let data = c.flows.iter().filter(|f| f.role == Role::Data).count();
+        let mode = match c.mode {
+            Some(m) => format!("{} mode", m.name()),
+            None if c
+                .flows
+                .iter()
+                .any(|f| f.role != Role::Control && f.mode.is_some()) =>
+            {
+                "active and passive data connections".to_string()
+            }
+            None if data > 0 => "mode unknown".to_string(),
+            None => "mode not seen yet (no data flow)".to_string(),
+        };
+        writeln!(
+            out,
+            "{}",
+            self.palette
+                .header()
+                .style(format!("Session {}: crossing this host; {mode}", c.id))
+        )?;
+        let class = |port: u16| class_words(port_class(port, self.range));
+        writeln!(
+            out,
+            "  client {} opened the control connection from port {} ({}) to the server {} port {} ({}).",
+            canonical(c.client.addr),
+            c.client.port,
+            class(c.client.port),
+            canonical(c.server.addr),
+            c.server.port,
+            class(c.server.port),
+        )?;
+        if let Some(n) = c.client_nat {
+            writeln!(
+                out,
+                "  NAT: the server sees the client as {} (source NAT here).",
+                endpoint(&n)
+            )?;
+        }
+        if let Some(n) = c.server_nat {
+            writeln!(
+                out,
+                "  NAT: the client addressed the server as {} (destination NAT here).",
+                endpoint(&n)
+            )?;
+        }
+        let mut table = Table::new();
+        table
+            .load_style(presets::ASCII_MARKDOWN)
+            .force_no_tty()
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header([
+                "role",
+                "opened by",
+                "original",
+                "reply",
+                "state",
+                "related",
+                "mark",
+                "zone",
+                "mode",
+                "confidence",
+                "evidence",
+            ]);
+        let tuple = |t: &Tuple| format!("{} -> {}", endpoint(&t.src), endpoint(&t.dst));
+        for f in &c.flows {
+            let opened = match (f.role, f.mode) {
+                (Role::Pending, _) => "-",
+                (Role::Control, _) | (_, Some(Mode::Passive)) => "client",
+                (_, Some(Mode::Active)) => "server",
+                (_, None) => "unknown",
+            };
+            let state = match (f.role, f.status.state) {
+                (Role::Pending, _) => "EXPECTED".to_string(),
+                (_, Some(state)) if f.status.unreplied => format!("{state} UNREPLIED"),
+                (_, Some(state)) => state.to_string(),
+                (_, None) if f.status.unreplied => "UNREPLIED".to_string(),
+                (_, None) => "-".to_string(),
+            };
+            let related = match (f.role, f.expected) {
+                (Role::Control, _) => "-",
+                (Role::Pending, _) => "pending",
+                (_, true) => "yes",
+                (_, false) => "no",
+            };
+            let evidence: Vec<&str> = f.evidence.iter().map(|e| e.name()).collect();
+            table.add_row([
+                f.role.name().to_string(),
+                opened.to_string(),
+                tuple(&f.orig),
+                f.reply.as_ref().map_or("-".to_string(), tuple),
+                state,
+                related.to_string(),
+                f.status.mark.to_string(),
+                f.status.zone.to_string(),
+                if f.role == Role::Control {
+                    "-".to_string()
+                } else {
+                    mode_words(f.mode).to_string()
+                },
+                f.confidence.name().to_string(),
+                evidence.join(","),
+            ]);
+        }
+        for line in table.to_string().lines() {
+            writeln!(out, "  {line}")?;
+        }
+        for f in &c.flows {
+            if let Some(r) = f.rewrote {
+                let (what, whose) = match f.mode {
+                    Some(Mode::Passive) => ("227/229", "server"),
+                    _ => ("PORT/EPRT", "client"),
+                };
+                writeln!(
+                    out,
+                    "  - the ftp helper rewrote {what} for NAT: the {whose}'s {} became {}; the data connection to {} is sent on to {}.",
+                    endpoint(&r.from),
+                    endpoint(&r.to),
+                    endpoint(&r.to),
+                    endpoint(&r.from),
+                )?;
+            }
+        }
+        let ctl = c.server.port;
+        writeln!(
+            out,
+            "  Firewall here (forward chain): allow new TCP from the client to port {ctl}; {}",
+            match c.mode {
+                Some(Mode::Passive) =>
+                    "passive data: new TCP from the client to the server's passive ports, RELATED where the helper reads the control connection.",
+                Some(Mode::Active) =>
+                    "active data: new TCP from the server to the client's data ports, RELATED only where the helper reads the control connection (and rewrites PORT behind NAT).",
+                None =>
+                    "data: RELATED where the helper reads the control connection, else by port (passive: to the server; active: from the server).",
+            }
+        )?;
+        writeln!(out, "  {}", crossing_helper_words(c.helper))?;
+        for d in &c.diagnostics {
+            writeln!(out, "  ! {}: {}", d.kind.name(), d.message)?;
+            if let Some(nft) = &d.nft {
+                for line in nft.lines() {
+                    writeln!(out, "      {line}")?;
+                }
+            }
         }
         Ok(())
     }
@@ -382,6 +548,17 @@ fn firewall(members: &[Row], session: &Session, here: &[Side], data: bool) -> Ve
         });
     }
     lines
+}
+
+fn crossing_helper_words(helper: Helper) -> &'static str {
+    match helper {
+        Helper::Assigned => "conntrack's ftp helper is assigned to the control flow.",
+        Helper::NotAssigned => "no ftp helper is assigned to the control flow.",
+        Helper::Unknown => {
+            "conntrack read from /proc does not show whether the ftp helper is assigned."
+        }
+        Helper::NotTracked | Helper::Unreadable => "whether the ftp helper is assigned is unknown.",
+    }
 }
 
 fn helper_words(helper: Helper, port: u16) -> String {

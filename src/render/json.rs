@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::escape::JsonText;
 use crate::classify::Row;
 use crate::classify::direction::{Confidence, Direction, EvidenceSet};
+use crate::classify::ftp::crossing::{Crossing, DiagnosticKind};
 use crate::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
 use crate::classify::ports::PortClass;
 use crate::config::Config;
@@ -61,10 +62,125 @@ struct JsonSession<'a> {
     netns: Option<JsonNetnsId<'a>>,
     client: JsonHost,
     server: JsonHost,
-    /// Which side(s) of the session this host is on.
-    here: Vec<Side>,
+    /// Which side(s) of the session this host is on: `client`, `server`,
+    /// or `router` for a session it forwards.
+    here: Vec<&'static str>,
     /// `assigned`, `not-assigned`, `not-tracked`, `unknown`, `unreadable`.
     helper: Helper,
+    /// The rest: a session this host forwards (conntrack's alone).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    crossing: Option<JsonCrossing>,
+}
+
+/// What a forwarded session's entry adds.
+#[derive(Serialize)]
+struct JsonCrossing {
+    mode: Option<Mode>,
+    /// How NAT here shows each end to the other, where it changed it.
+    nat: JsonNat,
+    flows: Vec<JsonFlow>,
+    diagnostics: Vec<JsonDiagnostic>,
+}
+
+#[derive(Serialize)]
+struct JsonNat {
+    /// The client as the server sees it (source NAT, masquerade).
+    client_as: Option<JsonHost>,
+    /// The server as the client addressed it (destination NAT).
+    server_as: Option<JsonHost>,
+}
+
+#[derive(Serialize)]
+struct JsonFlow {
+    role: Role,
+    mode: Option<Mode>,
+    /// conntrack's original tuple (an expectation's: the tuple expected,
+    /// wildcards as 0).
+    orig: JsonTuple,
+    /// `null` for a pending expectation.
+    reply: Option<JsonTuple>,
+    /// conntrack's TCP state name, `null` where none (a pending expectation).
+    state: Option<&'static str>,
+    unreplied: bool,
+    assured: bool,
+    /// `IPS_EXPECTED`: made from the helper's expectation (RELATED).
+    expected: bool,
+    mark: u32,
+    zone: u16,
+    timeout: Option<u32>,
+    /// What the ftp helper rewrote for NAT: PORT/EPRT or 227/229 named
+    /// `from`, it became `to`.
+    rewrote: Option<JsonRewrite>,
+    confidence: Confidence,
+    evidence: Vec<FtpEvidence>,
+}
+
+#[derive(Serialize)]
+struct JsonTuple {
+    src: JsonHost,
+    dst: JsonHost,
+}
+
+#[derive(Serialize)]
+struct JsonRewrite {
+    from: JsonHost,
+    to: JsonHost,
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic {
+    kind: DiagnosticKind,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nft: Option<String>,
+}
+
+impl JsonCrossing {
+    fn of(c: &Crossing) -> JsonCrossing {
+        let tuple = |t: &crate::model::Tuple| JsonTuple {
+            src: JsonHost::of(t.src),
+            dst: JsonHost::of(t.dst),
+        };
+        JsonCrossing {
+            mode: c.mode,
+            nat: JsonNat {
+                client_as: c.client_nat.map(JsonHost::of),
+                server_as: c.server_nat.map(JsonHost::of),
+            },
+            flows: c
+                .flows
+                .iter()
+                .map(|f| JsonFlow {
+                    role: f.role,
+                    mode: f.mode,
+                    orig: tuple(&f.orig),
+                    reply: f.reply.as_ref().map(tuple),
+                    state: f.status.state,
+                    unreplied: f.status.unreplied,
+                    assured: f.status.assured,
+                    expected: f.expected,
+                    mark: f.status.mark,
+                    zone: f.status.zone,
+                    timeout: f.status.timeout,
+                    rewrote: f.rewrote.map(|r| JsonRewrite {
+                        from: JsonHost::of(r.from),
+                        to: JsonHost::of(r.to),
+                    }),
+                    confidence: f.confidence,
+                    evidence: f.evidence.clone(),
+                })
+                .collect(),
+            diagnostics: c
+                .diagnostics
+                .iter()
+                .map(|d| JsonDiagnostic {
+                    kind: d.kind,
+                    message: d.message.clone(),
+                    nft: d.nft.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -381,10 +497,22 @@ pub fn write_at(
                     netns: p.netns.as_ref().filter(|_| labelled).map(JsonNetnsId::from),
                     client: JsonHost::of(s.client),
                     server: JsonHost::of(s.server),
-                    here,
+                    here: here.into_iter().map(Side::name).collect(),
                     helper: s.helper,
+                    crossing: None,
                 }
             })
+            .chain(parts.iter().flat_map(|p| {
+                p.crossings.iter().map(move |c| JsonSession {
+                    session: c.id,
+                    netns: p.netns.as_ref().filter(|_| labelled).map(JsonNetnsId::from),
+                    client: JsonHost::of(c.client),
+                    server: JsonHost::of(c.server),
+                    here: vec!["router"],
+                    helper: c.helper,
+                    crossing: Some(JsonCrossing::of(c)),
+                })
+            }))
             .collect(),
     };
     // outside text is JsonText: the rest is sockwho's own, safe as it is

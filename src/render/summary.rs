@@ -27,7 +27,7 @@ use crate::classify::direction::Direction;
 use crate::classify::ftp::{Mode, Role, Side};
 use crate::classify::ports::PortClass;
 use crate::config::Config;
-use crate::model::{Family, NetnsId, Proto, State};
+use crate::model::{Family, NetnsId, Proto, State, wire_enum};
 use crate::view::{self, Part};
 
 /// The JSON summary's schema version.
@@ -87,10 +87,29 @@ impl PartialOrd for SocketKey {
     }
 }
 
+wire_enum! {
+    /// Where this host is in an FTP session: an end, or between them.
+    pub enum Here {
+        Client => "client",
+        Server => "server",
+        /// It forwards the session (conntrack's flows, no socket here).
+        Router => "router",
+    }
+}
+
+impl From<Side> for Here {
+    fn from(side: Side) -> Here {
+        match side {
+            Side::Client => Here::Client,
+            Side::Server => Here::Server,
+        }
+    }
+}
+
 /// What an FTP session or data connection is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FtpKey {
-    pub side: Side,
+    pub side: Here,
     pub mode: Option<Mode>,
 }
 
@@ -98,7 +117,7 @@ impl FtpKey {
     /// Every key, sides first, the unknown mode last: the metrics write
     /// them all, zeros too.
     pub fn all() -> impl Iterator<Item = FtpKey> {
-        Side::ALL.into_iter().flat_map(|side| {
+        Here::ALL.into_iter().flat_map(|side| {
             Mode::ALL
                 .into_iter()
                 .map(Some)
@@ -169,7 +188,7 @@ impl<'a> Tally<'a> {
                         }
                         Some(f) if f.role == Role::Data => {
                             let key = FtpKey {
-                                side: f.side,
+                                side: f.side.into(),
                                 mode: f.mode,
                             };
                             *t.data.entry(key).or_default() += 1;
@@ -179,10 +198,26 @@ impl<'a> Tally<'a> {
                 }
                 for (id, side) in sessions {
                     let key = FtpKey {
-                        side,
+                        side: side.into(),
                         mode: session_mode(part, id),
                     };
                     *t.sessions.entry(key).or_default() += 1;
+                }
+                // sessions this host forwards: no socket to filter
+                for c in &part.crossings {
+                    let others = || c.flows.iter().filter(|f| f.role != Role::Control);
+                    let key = FtpKey {
+                        side: Here::Router,
+                        mode: others().find_map(|f| f.mode),
+                    };
+                    *t.sessions.entry(key).or_default() += 1;
+                    for f in others().filter(|f| f.role == Role::Data) {
+                        let key = FtpKey {
+                            side: Here::Router,
+                            mode: f.mode,
+                        };
+                        *t.data.entry(key).or_default() += 1;
+                    }
                 }
                 t
             })
@@ -308,7 +343,7 @@ impl Summary {
         let modes = || Mode::ALL.map(Mode::name).into_iter().chain([UNKNOWN_MODE]);
         let group = |counts: &BTreeMap<FtpKey, u64>| {
             let mut by_mode = Counts::of(modes());
-            let mut by_side = Counts::of(Side::ALL.map(Side::name));
+            let mut by_side = Counts::of(Here::ALL.map(Here::name));
             for (k, &n) in counts {
                 by_mode.add(mode_name(k.mode), n);
                 by_side.add(k.side.name(), n);
@@ -593,8 +628,8 @@ pub(crate) mod tests {
             "  udp: ESTABLISHED 1, UNCONN 1",
             "Listeners: 4 (tcp 3, udp 1)",
             "Connections: 7 (inbound 3, outbound 4, unknown 0)",
-            "FTP sessions: 1 (active 1, passive 0, unknown 0; client 0, server 1)",
-            "  data connections: 1 (active 1, passive 0, unknown 0; client 0, server 1)",
+            "FTP sessions: 1 (active 1, passive 0, unknown 0; client 0, server 1, router 0)",
+            "  data connections: 1 (active 1, passive 0, unknown 0; client 0, server 1, router 0)",
         ];
         for line in want {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
