@@ -20,6 +20,7 @@ mod netns;
 mod netstat;
 mod privileges;
 mod replay;
+mod router;
 mod ssfilter;
 mod tcpinfo;
 mod twohosts;
