@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{CURL, NFT, Netns, PYFTPDLIB, Tool, can_use_netns, has_tools};
+use crate::harness::{
+    BIN, CURL, NFT, Netns, PYFTPDLIB, SETPRIV, Tool, binary_for_anyone, can_use_netns, has_tools,
+    run_ok,
+};
 
 const OPENSSL: Tool = Tool {
     command: "openssl",
@@ -371,6 +374,25 @@ fn passive_through_masquerade_without_the_helper() {
     }
     let want = format!("NAT: the server sees the client as {}:", lab.masqueraded());
     assert!(text.contains(&want), "{want:?} in\n{text}");
+    // looked into from outside: --netns and --all-netns name the router
+    for how in [
+        vec!["--netns", lab.router.name.as_str()],
+        vec!["--all-netns"],
+    ] {
+        let mut argv = vec!["--format", "json"];
+        argv.extend(how.iter().copied());
+        let out = run_ok(Command::new(BIN).args(&argv));
+        let doc: Value = serde_json::from_str(&out).expect("JSON");
+        let crossing: Vec<&Value> = doc["ftp_sessions"]
+            .as_array()
+            .expect("ftp_sessions")
+            .iter()
+            .filter(|s| s["here"] == serde_json::json!(["router"]))
+            .filter(|s| s["client"]["addr"] == lab.client_addr())
+            .collect();
+        assert_eq!(crossing.len(), 1, "{how:?}: {doc:#}");
+        assert_eq!(crossing[0]["netns"]["name"], lab.router.name, "{how:?}");
+    }
     // and what a fleet scrapes
     let metrics = lab.router.sockwho_ok(&["--format", "prometheus"]);
     let series = "sockwho_ftp_sessions{side=\"router\",mode=\"passive\"} 1";
@@ -563,5 +585,77 @@ fn two_clients_at_once() {
     assert_eq!(
         summary["ftp"]["sessions"]["by_side"]["router"], 2,
         "{summary}"
+    );
+    // watch mode: a document a line, each with both sessions (the table
+    // conntrack's events keep)
+    let out = lab.router.sockwho_ok(&[
+        "-c",
+        "--format",
+        "json",
+        "--interval",
+        "0.2",
+        "--count",
+        "3",
+    ]);
+    let docs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON document a line"))
+        .collect();
+    assert_eq!(docs.len(), 3, "{out}");
+    for doc in &docs {
+        let here: Vec<&Value> = doc["ftp_sessions"]
+            .as_array()
+            .expect("ftp_sessions")
+            .iter()
+            .filter(|s| s["here"] == serde_json::json!(["router"]))
+            .collect();
+        assert_eq!(here.len(), 2, "{doc}");
+    }
+}
+
+#[test]
+fn unprivileged_on_the_router_says_once_what_it_cannot_see() {
+    if !ready(
+        "unprivileged_on_the_router_says_once_what_it_cannot_see",
+        &[NFT, CURL, PYFTPDLIB, SETPRIV],
+    ) {
+        return;
+    }
+    let mut lab = Lab::new("rtnopriv", 215, &[HELPER]);
+    lab.serve(false);
+    lab.curl(false, &[]);
+    lab.sessions_when("a session as root", |s| s.len() == 1);
+    let (_dir, bin) = binary_for_anyone();
+    let bin = bin.to_str().expect("a UTF-8 path");
+    let nobody = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+    ];
+    let run = |args: &[&str]| {
+        let mut argv = nobody.to_vec();
+        argv.push(bin);
+        argv.extend_from_slice(args);
+        lab.router.exec(&argv)
+    };
+    let out = run(&["--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["ftp_sessions"], serde_json::json!([]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = "FTP sessions this host forwards are not shown: conntrack is not readable without CAP_NET_ADMIN";
+    assert_eq!(stderr.matches(said).count(), 1, "{stderr}");
+    let view = run(&["--ftp"]);
+    let text = String::from_utf8_lossy(&view.stdout);
+    assert!(
+        text.contains("conntrack: conntrack is not readable without CAP_NET_ADMIN"),
+        "{text}"
     );
 }
