@@ -103,7 +103,7 @@ pub const CONNECTIONS: Metric = Metric {
 pub const FTP_SESSIONS: Metric = Metric {
     name: "sockwho_ftp_sessions",
     kind: Kind::Gauge,
-    help: "FTP sessions by the side this host is on and their mode (unknown while no data connection is open).",
+    help: "FTP sessions by the side this host is on (router: it forwards them) and their mode (unknown while no data connection is open).",
     labels: &["netns", "side", "mode"],
 };
 

@@ -297,6 +297,7 @@ fn assert_same_words(what: &str, documented: std::collections::BTreeSet<String>,
 #[test]
 fn the_readme_names_exactly_the_words_the_code_emits_issue_9() {
     use sockwho::classify::direction::{Confidence, Direction, Evidence};
+    use sockwho::classify::ftp::crossing::DiagnosticKind;
     use sockwho::classify::ftp::{FtpEvidence, Helper, Mode, Role, Side};
     use sockwho::classify::ports::PortClass;
     use sockwho::model::{Family, Proto, Source, State, TimerKind};
@@ -314,10 +315,26 @@ fn the_readme_names_exactly_the_words_the_code_emits_issue_9() {
         first_column("Direction"),
         &Evidence::ALL.map(Evidence::name),
     );
+    // the FTP section's own table, before its subsections
+    let ftp = readme_section(&readme, "FTP");
+    let (evidence, router) = ftp
+        .split_once("\n### FTP through a router\n")
+        .expect("README.md's FTP section has a subsection FTP through a router");
+    let column = |section: &str| -> std::collections::BTreeSet<String> {
+        table_rows(section)
+            .iter()
+            .flat_map(|cells| backticked(&cells[0]))
+            .collect()
+    };
     assert_same_words(
         "the FTP table",
-        first_column("FTP"),
+        column(evidence),
         &FtpEvidence::ALL.map(FtpEvidence::name),
+    );
+    assert_same_words(
+        "the diagnostics table of FTP through a router",
+        column(router.split("\n### ").next().unwrap_or_default()),
+        &DiagnosticKind::ALL.map(DiagnosticKind::name),
     );
 
     let json = readme_section(&readme, "JSON");
