@@ -1,16 +1,19 @@
 //! ctnetlink answers: `conntrack::decode_flows` and
-//! `conntrack::decode_expectations` on any bytes.
+//! `conntrack::decode_expectations` on any bytes, and the same bytes as an
+//! `RTM_GETADDR` answer (`addresses::decode`), on the same netlink walk.
 //!
 //! Besides "no panic": only TCP and UDP come out, each tuple has one
 //! family for both its ends, a helper name holds no NUL (it is the string
-//! up to the first), and an error has a one-line text.
+//! up to the first), a TCP state is one of conntrack's names, and an error
+//! has a one-line text.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sockwho::collect::addresses;
 use sockwho::collect::conntrack::{decode_expectations, decode_flows};
 use sockwho::collect::decode::{DecodeError, Progress};
-use sockwho::model::Tuple;
+use sockwho::model::{CT_TCP_STATES, Tuple};
 
 fn check_tuple(t: &Tuple) {
     assert!(t.proto == 6 || t.proto == 17, "not TCP or UDP: {t:?}");
@@ -44,6 +47,9 @@ fuzz_target!(|data: &[u8]| {
             check_tuple(m);
         }
         check_helper(f.helper.as_deref());
+        if let Some(state) = f.status.state {
+            assert!(CT_TCP_STATES.contains(&state), "{state:?}");
+        }
     }
 
     let mut expectations = Vec::new();
@@ -55,6 +61,9 @@ fuzz_target!(|data: &[u8]| {
         }
         check_helper(e.helper.as_deref());
     }
+
+    let mut addrs = Vec::new();
+    check_result(&addresses::decode(data, &mut addrs));
 
     // Each datagram of a dump is decoded onto what the earlier ones gave:
     // what was there stays in front, and the same bytes give the same

@@ -209,7 +209,9 @@ impl Lab {
     }
 
     /// pyftpdlib on the server, plain or with TLS (AUTH TLS, required).
-    fn serve(&mut self, tls: bool) {
+    /// `announce`: the address its 227 names instead of its own
+    /// (pyftpdlib's `masquerade_address`).
+    fn serve(&mut self, tls: bool, announce: Option<&str>) {
         let dir = self.dir.path().to_str().expect("a UTF-8 path").to_string();
         let script = if tls {
             let (cert, key) = (format!("{dir}/cert.pem"), format!("{dir}/key.pem"));
@@ -249,9 +251,11 @@ from pyftpdlib.servers import FTPServer
 a = DummyAuthorizer()
 a.add_anonymous({dir:?})
 FTPHandler.authorizer = a
+FTPHandler.masquerade_address = {announce}
 FTPServer(({server:?}, 21), FTPHandler).serve_forever()
 ",
-                server = self.server_addr()
+                server = self.server_addr(),
+                announce = announce.map_or("None".to_string(), |a| format!("{a:?}")),
             )
         };
         let server = self.server.name.clone();
@@ -340,7 +344,7 @@ fn passive_through_masquerade_without_the_helper() {
         return;
     }
     let mut lab = Lab::new("rtpasv", 210, &[]);
-    lab.serve(false);
+    lab.serve(false, None);
     lab.curl(false, &[]);
     let sessions = lab.sessions_when("a data flow crossing the router", |s| {
         s.len() == 1 && flows(&s[0], "data").len() == 1
@@ -411,7 +415,7 @@ fn active_through_masquerade_with_the_helper_and_nat() {
         return;
     }
     let mut lab = Lab::new("rtactv", 211, &[HELPER]);
-    lab.serve(false);
+    lab.serve(false, None);
     lab.curl(false, &["--ftp-port", "-"]);
     let sessions = lab.sessions_when("an active data flow crossing the router", |s| {
         s.len() == 1 && flows(&s[0], "data").len() == 1
@@ -499,7 +503,7 @@ fn helper_not_assigned_active_fails_and_the_ruleset_given_fixes_it() {
         return;
     }
     let mut lab = Lab::new("rtnohelp", 212, &[DEFAULT_DENY]);
-    lab.serve(false);
+    lab.serve(false, None);
     let failed = lab.fetch(&["--ftp-port", "-"]);
     assert!(!failed.status.success(), "active mode must fail here");
     // the control flow stays in conntrack (TIME_WAIT) after curl gave up
@@ -532,7 +536,7 @@ fn ftps_through_the_router() {
         return;
     }
     let mut lab = Lab::new("rtftps", 213, &[HELPER]);
-    lab.serve(true);
+    lab.serve(true, None);
     lab.curl(false, &["--ssl-reqd", "-k"]);
     let sessions = lab.sessions_when("a TLS data flow crossing the router", |s| {
         s.len() == 1 && flows(&s[0], "data").len() == 1
@@ -557,7 +561,7 @@ fn two_clients_at_once() {
         return;
     }
     let mut lab = Lab::new("rttwo", 214, &[HELPER]);
-    lab.serve(false);
+    lab.serve(false, None);
     lab.curl(false, &[]);
     lab.curl(true, &["--ftp-port", "-"]);
     let sessions = lab.sessions_when("two sessions, each with its data flow", |s| {
@@ -622,7 +626,7 @@ fn unprivileged_on_the_router_says_once_what_it_cannot_see() {
         return;
     }
     let mut lab = Lab::new("rtnopriv", 215, &[HELPER]);
-    lab.serve(false);
+    lab.serve(false, None);
     lab.curl(false, &[]);
     lab.sessions_when("a session as root", |s| s.len() == 1);
     let (_dir, bin) = binary_for_anyone();
@@ -656,6 +660,57 @@ fn unprivileged_on_the_router_says_once_what_it_cannot_see() {
     let text = String::from_utf8_lossy(&view.stdout);
     assert!(
         text.contains("conntrack: conntrack is not readable without CAP_NET_ADMIN"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_227_naming_an_address_the_client_cannot_reach() {
+    if !ready(
+        "a_227_naming_an_address_the_client_cannot_reach",
+        &[NFT, CURL, PYFTPDLIB],
+    ) {
+        return;
+    }
+    let mut lab = Lab::new("rtunrep", 216, &[HELPER]);
+    // a server behind NAT announcing an address of its own network: the
+    // router routes it towards the server, which drops what is not its own
+    let hidden = format!("10.{}.9.9", lab.n);
+    let via = lab.server_addr();
+    lab.router.exec_ok(&[
+        "ip",
+        "route",
+        "add",
+        &format!("10.{}.9.0/24", lab.n),
+        "via",
+        &via,
+    ]);
+    lab.serve(false, Some(&hidden));
+    // PASV (not EPSV), and the address in the 227 obeyed
+    lab.curl(
+        false,
+        &[
+            "--disable-epsv",
+            "--no-ftp-skip-pasv-ip",
+            "--connect-timeout",
+            "60",
+        ],
+    );
+    let sessions = lab.sessions_when("the unanswered data flow", |s| {
+        s.len() == 1 && flows(&s[0], "data").len() == 1
+    });
+    let s = &sessions[0];
+    let data = flows(s, "data")[0];
+    assert_eq!(data["orig"]["dst"]["addr"], hidden, "{s:#}");
+    assert_eq!(data["unreplied"], true);
+    assert_eq!(data["state"], "SYN_SENT");
+    assert_eq!(data["expected"], false);
+    assert_eq!(data["mode"], "passive");
+    assert_eq!(data["evidence"][0], "same-client");
+    assert_eq!(kinds(s), ["passive-unreplied"], "{s:#}");
+    let text = lab.router.sockwho_ok(&["--ftp"]);
+    assert!(
+        text.contains("! passive-unreplied: passive data connection"),
         "{text}"
     );
 }
