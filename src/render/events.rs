@@ -19,29 +19,6 @@ use crate::collect::events::{Departures, refused};
 use crate::config::Config;
 use crate::view::{Part, shown};
 
-/// What identifies a socket from one refresh to the next: the kernel's
-/// cookie where there is one (netlink; TIME_WAIT sockets have one but no
-/// inode), else its ends and inode (/proc), within its namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Key {
-    Cookie(u64, u64),
-    Ends(u64, String),
-}
-
-pub fn key_of(part: &Part, row: Row<'_>) -> Key {
-    let s = &row.socket;
-    match s.cookie {
-        Some(c) => Key::Cookie(part.inode, c),
-        None => Key::Ends(
-            part.inode,
-            format!(
-                "{:?} {:?} {:?} {:?} {}",
-                s.proto, s.local, s.remote, s.family, s.inode
-            ),
-        ),
-    }
-}
-
 /// JSON Lines events across refreshes.
 ///
 /// What is kept from one refresh to the next is the rows it listed, packed

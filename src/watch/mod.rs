@@ -155,8 +155,8 @@ fn refresh(
 
 type Tui<W> = ratatui::Terminal<CrosstermBackend<W>>;
 
-/// The interactive view: each refresh taken in by the [`Screen`] (unless
-/// paused), keys and the mouse handled between refreshes, every change
+/// The interactive view: each refresh taken in by the [`Screen`] (none is
+/// collected while paused), keys and the mouse handled between refreshes, every change
 /// drawn through ratatui, which writes only the cells that changed (and
 /// the whole screen after a resize). Notices wait for the end.
 fn interactive<W: Write>(
@@ -182,11 +182,14 @@ fn interactive<W: Write>(
     };
     loop {
         let started = Instant::now();
-        let parts = pipeline.look(notices)?;
+        // paused, nothing is collected: what is shown stays as it is
         if !screen.paused() {
+            // what is shown is packed, and goes before the next is collected
+            screen.pack(cfg, std::mem::take(&mut shown));
+            let parts = pipeline.look(notices)?;
             let names = pipeline.names(&parts);
             let now = timestamp(SystemTime::now());
-            screen.update(cfg, &shown, &parts, names, started, &now);
+            screen.update(cfg, &parts, names, started, &now);
             shown = parts;
         }
         draw(term, &mut screen, pipeline, &shown)?;

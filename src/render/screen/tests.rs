@@ -39,8 +39,9 @@ impl Session {
         let parts = vec![Part::classified(sockets, None)];
         let at = self.t0 + Duration::from_secs(self.n);
         let time = format!("2026-01-01T03:30:{:02}.000Z", self.n % 60);
+        self.screen.pack(&self.cfg, std::mem::take(&mut self.shown));
         self.screen
-            .update(&self.cfg, &self.shown, &parts, &Names::default(), at, &time);
+            .update(&self.cfg, &parts, &Names::default(), at, &time);
         self.shown = parts;
         self.n += 1;
     }
@@ -374,7 +375,8 @@ fn new_rows_are_marked_and_gone_ones_stay_dimmed_for_three_refreshes() {
     );
     assert!(!after.contains("+ tcp"), "{after}");
     // first-seen times: only of what is still shown
-    assert_eq!(s.screen.seen.len(), 3);
+    assert_eq!(s.screen.firsts.len(), 3);
+    assert!(s.screen.ghosts.is_empty());
 }
 
 #[test]
@@ -489,7 +491,6 @@ fn outside_text_reaches_no_cell_raw() {
     let parts = vec![Part::classified(sockets, Some(netns))];
     s.screen.update(
         &s.cfg,
-        &[],
         &parts,
         &Names::default(),
         s.t0,
