@@ -145,6 +145,8 @@ pub struct Before {
     /// The rows' indices in the order of their ids (and then their own):
     /// what [`Before::find`] searches.
     order: Vec<u32>,
+    /// The shape of the row packed last.
+    last_shape: Option<u32>,
 }
 
 impl Before {
@@ -230,10 +232,18 @@ impl Before {
             remote_class: l.remote_class,
             direction: l.direction.clone(),
         };
-        let shape = *shapes.entry(shape).or_insert_with_key(|shape| {
-            self.shapes.push(shape.clone());
-            self.shapes.len() as u32 - 1
-        });
+        // rows in a row often share theirs: no hashing then
+        let shape = match self.shapes.last() {
+            Some(last) if *last == shape => self.shapes.len() as u32 - 1,
+            _ => match self.last_shape {
+                Some(i) if self.shapes[i as usize] == shape => i,
+                _ => *shapes.entry(shape).or_insert_with_key(|shape| {
+                    self.shapes.push(shape.clone());
+                    self.shapes.len() as u32 - 1
+                }),
+            },
+        };
+        self.last_shape = Some(shape);
         let expires_ms = u32::try_from(s.timer.expires_ms).ok();
         let extra = Extra {
             processes: s.processes.clone(),

@@ -517,6 +517,7 @@ impl Screen {
                 fresh.push(self.ghost(&table, part, row, key, seen));
             }
         }
+        drop(before);
         self.ghosts.extend(fresh);
         self.firsts = firsts;
         self.time = time.to_string();
@@ -585,14 +586,28 @@ impl Screen {
             }
         };
         let sort = self.sort;
-        // unstable, which takes no memory, with the list's order last
-        items.sort_unstable_by(|a, b| {
-            let (sa, la) = fields(a);
-            let (sb, lb) = fields(b);
-            let order = compare(sort, (sa, la, a.first), (sb, lb, b.first));
+        // Each row's leading key in a word, compared first: most pairs
+        // are told apart by it, without reaching into their sockets.
+        // Unstable, with the list's order last.
+        let mut keyed: Vec<(u64, u32)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let (s, l) = fields(item);
+                (leading(sort, s, l, item.first), i as u32)
+            })
+            .collect();
+        keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
+            let (a, b) = (&items[a as usize], &items[b as usize]);
+            let order = ka.cmp(&kb).then_with(|| {
+                let (sa, la) = fields(a);
+                let (sb, lb) = fields(b);
+                compare(sort, (sa, la, a.first), (sb, lb, b.first))
+            });
             let order = if self.reverse { order.reverse() } else { order };
             order.then_with(|| (a.part, a.index).cmp(&(b.part, b.index)))
         });
+        let items: Vec<Item> = keyed.into_iter().map(|(_, i)| items[i as usize]).collect();
         let mut counts = Counts::default();
         for item in &items {
             let (s, l) = fields(item);
@@ -1217,6 +1232,54 @@ pub fn age_cell(age: Duration) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// The start of [`compare`]'s order in a word: where two rows' words
+/// differ, [`compare`] orders them as their words are. What is cut short
+/// (an IPv6 address) ends the word, so that nothing after it decides.
+fn leading(key: SortKey, s: &Socket, l: &Labels, first: u32) -> u64 {
+    // an address in 33 bits, IPv4 before IPv6 as IpAddr orders them;
+    // whether the rest of an IPv6 one is cut off
+    let addr = |a: IpAddr| match a {
+        IpAddr::V4(a) => (u64::from(u32::from(a)), false),
+        IpAddr::V6(a) => ((1 << 32) | (u128::from(a) >> 96) as u64, true),
+    };
+    // the ends as `compare` orders them: the local port, then the address
+    let ends = |bits: u32| -> u64 {
+        let (a, _) = addr(canonical(s.local.addr));
+        let word = (u64::from(s.local.port) << 33) | a;
+        word >> (49 - bits.min(49))
+    };
+    let rank = match s.state {
+        State::Listen => 0,
+        _ if s.closed => 100,
+        state => state as u64,
+    };
+    match key {
+        SortKey::State => (rank << 56) | ends(56),
+        SortKey::LocalPort => ends(49) << 15,
+        SortKey::Direction => {
+            let dir = match l.direction.direction {
+                Direction::Listen => 0,
+                Direction::Inbound => 1,
+                Direction::Outbound => 2,
+                Direction::Unknown => 3,
+            };
+            (dir << 62) | ends(49) << 13
+        }
+        SortKey::Queue => {
+            let queue = u64::from(s.recv_q) + u64::from(s.send_q);
+            ((u64::from(u32::MAX) * 2 - queue) << 30) | ends(30)
+        }
+        SortKey::Age => (u64::from(u32::MAX - first) << 32) | ends(32),
+        SortKey::Remote => match s.remote {
+            None => 0,
+            Some(r) => match addr(canonical(r.addr)) {
+                (a, true) => (1 << 63) | (a << 30),
+                (a, false) => (1 << 63) | (a << 30) | (1 << 29) | (u64::from(r.port) << 13),
+            },
+        },
     }
 }
 
