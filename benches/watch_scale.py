@@ -13,6 +13,10 @@ connections: 2N sockets, spread over P processes), it runs:
   timestamps (the `tick` events' `time`, the table blocks' `sockwho TIME` lines) is what one
   refresh costs. The first refresh (every socket `added`, owners' cache empty) is apart from
   the steady ones. Peak RSS is the whole run's.
+- the interactive view, `sockwho -tan -c --interval 0.01` on a terminal (tmux, 200x50), with
+  `--count R` and `--count 1`: it prints no times of its own, so a refresh's cost is the
+  difference of the two runs' wall times over R - 1 (each refresh collects, sorts the 200,000
+  rows and draws a screen). Left out, and said, where tmux is not installed.
 
 Run as root:  python3 benches/watch_scale.py [--connections 100000] [--runs 5] [--refreshes 10]
 
@@ -22,7 +26,9 @@ before and after: the figures are only as quiet as the machine was.
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,6 +80,31 @@ def watch(sockwho, form, refreshes, scratch):
             "refreshes": len(times)}
 
 
+def interactive(sockwho, count, scratch):
+    """Wall seconds and peak RSS (KiB) of the interactive view for `count` refreshes, on a
+    terminal of tmux's, or None without tmux."""
+    if not shutil.which("tmux"):
+        return None
+    result = Path(scratch) / f"tui.{count}"
+    server = f"sockwho-watch-{os.getpid()}"
+    cmd = (f"{compare.GNU_TIME} -q -f '%e %M' -o {result} ip netns exec {compare.NS} "
+           f"{sockwho} -tan -c --interval 0.01 --count {count}")
+    subprocess.run(["tmux", "-L", server, "new-session", "-d", "-x", "200", "-y", "50", cmd],
+                   check=True)
+    try:
+        deadline = time.time() + 600
+        while not (result.exists() and result.stat().st_size):
+            if time.time() > deadline:
+                raise SystemExit("the interactive view did not end in 10 minutes")
+            time.sleep(0.2)
+        time.sleep(0.1)  # GNU time writes its line at once; let it finish
+        wall, kib = result.read_text().split()
+    finally:
+        subprocess.run(["tmux", "-L", server, "kill-server"], capture_output=True)
+    result.unlink()
+    return float(wall), int(kib)
+
+
 def mib(kib):
     return f"{kib / 1024:.1f}" if kib else "-"
 
@@ -107,6 +138,7 @@ def main():
                 with open(Path(scratch) / "once", "w") as out:
                     shots.append(run_once([sw, "-tan"], out=out))
             runs = {form: watch(sw, form, args.refreshes, scratch) for form in ("jsonl", "table")}
+            tui = interactive(sw, args.refreshes, scratch), interactive(sw, 1, scratch)
     finally:
         if load:
             stop_load(load)
@@ -140,6 +172,17 @@ def main():
         out.append(
             f"| {name}: whole run ({r['refreshes']} refreshes, {r['bytes']:,} bytes) | | "
             f"{r['wall']:.3f} | | | | |")
+    many, one = tui
+    if many and one:
+        each = (many[0] - one[0]) / max(args.refreshes - 1, 1)
+        out.append(
+            f"| -tan -c (interactive, tmux 200x50): refreshes 2..{args.refreshes} | - | "
+            f"{each:.3f} | | | {each / ref:.2f} | {mib(max(many[1], one[1]))} |")
+        out.append(
+            f"| -tan -c (interactive): whole runs of {args.refreshes} and 1 refreshes | | "
+            f"{many[0]:.2f} and {one[0]:.2f} | | | | |")
+    else:
+        out.append("| -tan -c (interactive) | not measured: tmux is not installed | | | | | |")
     print("\n".join(out))
 
 

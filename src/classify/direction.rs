@@ -105,7 +105,7 @@ impl Evidence {
 
 /// A set of evidence, in the order of [`Evidence::ALL`]: one word per socket
 /// rather than a vector, since every one of 200,000 sockets has some.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct EvidenceSet(u32);
 
 impl EvidenceSet {
@@ -166,7 +166,7 @@ impl Serialize for EvidenceSet {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Verdict {
     pub direction: Direction,
     /// `None` for `unknown`.

@@ -6,145 +6,30 @@
 //! destroyed the socket where its event said it. Without `-c` it is one
 //! refresh: every socket is `added`.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::SystemTime;
 
 use serde_json::json;
 
+use super::before::{Before, Id, Vitals};
 use super::json::socket_of;
 use super::time::timestamp;
 use crate::classify::Row;
 use crate::collect::events::{Departures, refused};
 use crate::config::Config;
-use crate::model::State;
-use crate::view::{Part, shown, shown_at};
-
-/// What identifies a socket from one refresh to the next: the kernel's
-/// cookie where there is one (netlink; TIME_WAIT sockets have one but no
-/// inode), else its ends and inode (/proc), within its namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Key {
-    Cookie(u64, u64),
-    Ends(u64, String),
-}
-
-pub fn key_of(part: &Part, row: Row<'_>) -> Key {
-    let s = &row.socket;
-    match s.cookie {
-        Some(c) => Key::Cookie(part.inode, c),
-        None => Key::Ends(
-            part.inode,
-            format!(
-                "{:?} {:?} {:?} {:?} {}",
-                s.proto, s.local, s.remote, s.family, s.inode
-            ),
-        ),
-    }
-}
-
-/// What a refresh compares: the state and the queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vitals {
-    pub state: State,
-    pub recv_q: u32,
-    pub send_q: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Added(usize),
-    Changed(usize),
-    /// An index into the previous refresh.
-    Removed(usize),
-}
-
-/// The changes from `before` to `now`, in a stable order: added and changed
-/// in the order of `now`, then removed in the order of `before`. One map,
-/// of `before`'s keys, and a mark per socket of `before`.
-pub fn diff(before: &[(Key, Vitals)], now: &[(Key, Vitals)]) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let mut differ = Differ::new(before.iter().map(|(k, _)| k.clone()));
-    for (i, (k, v)) in now.iter().enumerate() {
-        match differ.find(k) {
-            None => changes.push(Change::Added(i)),
-            Some(o) if before[o].1 != *v => changes.push(Change::Changed(i)),
-            Some(_) => {}
-        }
-    }
-    changes.extend(differ.gone().map(Change::Removed));
-    changes
-}
-
-/// Matches the sockets of a refresh with those of the one before, by key:
-/// cookies (netlink) in a map of plain numbers, ends (/proc) in one of keys.
-struct Differ {
-    cookies: HashMap<(u64, u64), u32>,
-    ends: HashMap<Key, u32>,
-    seen: Vec<bool>,
-}
-
-impl Differ {
-    fn new(before: impl ExactSizeIterator<Item = Key>) -> Differ {
-        let n = before.len();
-        let mut differ = Differ {
-            cookies: HashMap::with_capacity(n),
-            ends: HashMap::new(),
-            seen: vec![false; n],
-        };
-        for (i, key) in before.enumerate() {
-            let i = i as u32;
-            match key {
-                Key::Cookie(inode, cookie) => {
-                    differ.cookies.entry((inode, cookie)).or_insert(i);
-                }
-                key => {
-                    differ.ends.entry(key).or_insert(i);
-                }
-            }
-        }
-        differ
-    }
-
-    /// The socket of the refresh before with `key`, marked as still there.
-    fn find(&mut self, key: &Key) -> Option<usize> {
-        let i = match key {
-            Key::Cookie(inode, cookie) => *self.cookies.get(&(*inode, *cookie))?,
-            key => *self.ends.get(key)?,
-        } as usize;
-        self.seen[i] = true;
-        Some(i)
-    }
-
-    /// The sockets of the refresh before not found again, in their order.
-    fn gone(&self) -> impl Iterator<Item = usize> + '_ {
-        self.seen
-            .iter()
-            .enumerate()
-            .filter(|(_, seen)| !**seen)
-            .map(|(i, _)| i)
-    }
-}
-
-fn vitals(s: &crate::model::Socket) -> Vitals {
-    Vitals {
-        state: s.state,
-        recv_q: s.recv_q,
-        send_q: s.send_q,
-    }
-}
+use crate::view::{Part, shown};
 
 /// JSON Lines events across refreshes.
 ///
-/// What is kept from one refresh to the next is the refresh's parts
-/// themselves, moved in (`write_at` takes them): a `removed` event writes
-/// its socket as last seen from them, so no socket is written as JSON but
-/// those with an event, and nothing is kept per socket beside what the
-/// pipeline built (one JSON text per socket cost 2.5 times the parts, and
-/// writing them all each refresh most of its time).
+/// What is kept from one refresh to the next is the rows it listed, packed
+/// ([`Before`]): enough to find each again, tell whether it changed, and
+/// write a `removed` event with the socket as last seen. The refresh's
+/// parts are let go as soon as they are packed, so that they are not alive
+/// while the next refresh is collected (at 200,000 sockets, 35 MiB against
+/// 9), and no socket is written as JSON but those with an event.
 #[derive(Debug, Default)]
 pub struct Events {
-    before: Vec<Part>,
+    before: Before,
 }
 
 /// Writes `{"event": EVENT, "time": TIME, "socket": SOCKET}` and a newline.
@@ -183,12 +68,19 @@ impl Events {
     /// One refresh on its own (every socket is `added`) and a tick.
     pub fn write(&mut self, cfg: &Config, parts: &[Part], out: &mut dyn Write) -> io::Result<()> {
         let time = timestamp(SystemTime::now());
-        write_diff(cfg, &[], parts, &Departures::new(), &time, out)
+        write_diff(
+            cfg,
+            &Before::default(),
+            parts,
+            &Departures::new(),
+            &time,
+            out,
+        )
     }
 
     /// One refresh taken at `time`, against the one before; `departures`
     /// dates the sockets that went away (`Pipeline::departures`). The parts
-    /// are kept for the next refresh.
+    /// are packed for the next refresh, and go.
     pub fn write_at(
         &mut self,
         cfg: &Config,
@@ -198,8 +90,15 @@ impl Events {
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let written = write_diff(cfg, &self.before, &parts, departures, time, out);
-        self.before = parts;
+        // the old rows go before the new ones are packed
+        self.before = Before::default();
+        self.before = Before::of(cfg, parts);
         written
+    }
+
+    /// What is kept of the refresh before.
+    pub fn before(&self) -> &Before {
+        &self.before
     }
 }
 
@@ -208,32 +107,17 @@ impl Events {
 /// tick.
 fn write_diff(
     cfg: &Config,
-    before: &[Part],
+    before: &Before,
     parts: &[Part],
     departures: &Departures,
     time: &str,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    // the sockets the refresh before listed (closed ones were said then),
-    // by part and index: a tenth of the memory of their rows
-    let listed_before = || {
-        shown_at(cfg, before)
-            .filter(|(_, _, _, r)| !r.socket.closed)
-            .map(|(p, i, _, _)| (p as u32, i as u32))
-    };
-    let mut old = Vec::with_capacity(listed_before().count());
-    old.extend(listed_before());
-    let row_of = |(p, i): (u32, u32)| {
-        let part = &before[p as usize];
-        (part, part.row(i as usize))
-    };
-    let mut differ = Differ::new(old.iter().map(|&at| {
-        let (part, row) = row_of(at);
-        key_of(part, row)
-    }));
-    let destroyed = |key: &Key| match key {
-        Key::Cookie(inode, cookie) => departures.get(&(*inode, *cookie)).map(|&t| timestamp(t)),
-        Key::Ends(..) => None,
+    // the rows of the refresh before found again: a bit each
+    let mut seen = vec![false; before.len()];
+    let destroyed = |id: &Id| match id {
+        Id::Cookie(inode, cookie) => departures.get(&(*inode, *cookie)).map(|&t| timestamp(t)),
+        Id::Ends(..) => None,
     };
     let mut buf = Vec::with_capacity(1024);
     let (mut listed, mut added, mut changed, mut removed) = (0, 0, 0, 0);
@@ -245,12 +129,16 @@ fn write_diff(
             continue;
         }
         listed += 1;
-        let event = match differ.find(&key_of(part, row)) {
+        let found = before.find(&Id::of(part, row.socket));
+        if let Some(i) = found {
+            seen[i] = true;
+        }
+        let event = match found {
             None => {
                 added += 1;
                 "added"
             }
-            Some(i) if vitals(row_of(old[i]).1.socket) != vitals(row.socket) => {
+            Some(i) if before.vitals(i) != Vitals::of(row.socket) => {
                 changed += 1;
                 "changed"
             }
@@ -264,15 +152,20 @@ fn write_diff(
             false,
         )?;
     }
-    for i in differ.gone() {
+    // in the order the refresh before listed them
+    for i in (0..before.len()).filter(|&i| !seen[i]) {
         removed += 1;
-        let (part, row) = row_of(old[i]);
-        let at = destroyed(&key_of(part, row));
+        let (part, socket, labels) = before.row(i);
+        let row = Row {
+            socket: &socket,
+            labels: &labels,
+        };
+        let at = destroyed(&before.id(i));
         let socket = socket_json(cfg, part, row, &mut buf)?;
         write_event(out, "removed", at.as_deref().unwrap_or(time), socket, false)?;
     }
     for &(part, row) in &closed {
-        let at = destroyed(&key_of(part, row));
+        let at = destroyed(&Id::of(part, row.socket));
         let socket = socket_json(cfg, part, row, &mut buf)?;
         let time = at.as_deref().unwrap_or(time);
         write_event(out, "closed", time, socket, refused(row.socket))?;
@@ -286,7 +179,7 @@ fn write_diff(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Socket;
+    use crate::model::{Socket, State};
     use serde_json::Value;
     use std::time::Duration;
 
@@ -451,43 +344,99 @@ mod tests {
         assert_eq!(added["socket"].get("tcp_info"), Some(&Value::Null));
     }
 
-    fn v(state: State, q: u32) -> Vitals {
-        Vitals {
-            state,
-            recv_q: q,
-            send_q: 0,
-        }
+    fn kinds(events: &[Value]) -> Vec<(String, Value)> {
+        events
+            .iter()
+            .map(|e| {
+                let cookie = e.get("socket").map_or(Value::Null, |s| s["cookie"].clone());
+                (e["event"].as_str().unwrap().to_string(), cookie)
+            })
+            .collect()
     }
 
     #[test]
-    fn diff_finds_added_changed_and_removed_once() {
-        let k = |n: u64| Key::Cookie(0, n);
-        let before = vec![
-            (k(1), v(State::Established, 0)),
-            (k(2), v(State::Established, 0)),
-            (k(3), v(State::SynSent, 0)),
-        ];
-        let now = vec![
-            (k(1), v(State::Established, 0)),
-            (k(3), v(State::Established, 0)),
-            (k(4), v(State::Listen, 0)),
-        ];
+    fn added_changed_and_removed_once() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-tan", "--format", "jsonl"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        let s = |n: u64, state: State, q: u32| {
+            let mut s = Socket::tcp(&format!("10.0.0.1:{}", 40000 + n), Some("10.0.0.2:80"))
+                .cookie(n)
+                .state(state);
+            s.recv_q = q;
+            s
+        };
+        let est = State::Established;
+        let mut events = Events::default();
+        let none = Departures::new();
+        let first = vec![s(1, est, 0), s(2, est, 0), s(3, State::SynSent, 0)];
+        lines(&mut events, &cfg, part(first), &none);
+        assert_eq!(events.before().len(), 3);
+        let now = vec![s(1, est, 0), s(3, est, 0), s(4, State::Listen, 0)];
+        let second = lines(&mut events, &cfg, part(now.clone()), &none);
+        let e = |k: &str, n: u64| (k.to_string(), Value::from(n));
+        let tick = ("tick".to_string(), Value::Null);
         assert_eq!(
-            diff(&before, &now),
-            vec![Change::Changed(1), Change::Added(2), Change::Removed(1)]
+            kinds(&second),
+            [
+                e("changed", 3),
+                e("added", 4),
+                e("removed", 2),
+                tick.clone()
+            ]
         );
         // a queue change is a change; nothing is a change twice
-        let later = vec![
-            (k(1), v(State::Established, 5)),
-            (k(3), v(State::Established, 0)),
-            (k(4), v(State::Listen, 0)),
-        ];
-        assert_eq!(diff(&now, &later), vec![Change::Changed(0)]);
-        assert_eq!(diff(&later, &later), vec![]);
-        // the first refresh: everything is added
-        assert_eq!(
-            diff(&[], &now),
-            vec![Change::Added(0), Change::Added(1), Change::Added(2)]
-        );
+        let later = vec![s(1, est, 5), s(3, est, 0), s(4, State::Listen, 0)];
+        let third = lines(&mut events, &cfg, part(later.clone()), &none);
+        assert_eq!(kinds(&third), [e("changed", 1), tick.clone()]);
+        let fourth = lines(&mut events, &cfg, part(later), &none);
+        assert_eq!(kinds(&fourth), [tick]);
+    }
+
+    /// A `removed` event writes the socket as the refresh before listed
+    /// it, from what was packed: the same JSON as its `added` event, for
+    /// sockets of every kind (/proc's without cookies among them).
+    #[test]
+    fn a_removed_socket_is_written_as_it_was_added() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["sockwho", "-tuanepi", "--format", "jsonl"]);
+        let cfg = Config::new(&cli, &Default::default(), |_| None).unwrap();
+        let mut a = Socket::tcp("[2001:db8::1]:443", Some("[2001:db8::2]:50000")).cookie(7);
+        a.recv_q = 3;
+        a.uid = 1000;
+        a.inode = 99;
+        a.timer = crate::model::Timer {
+            kind: crate::model::TimerKind::Keepalive,
+            expires_ms: 7200,
+            retransmits: 1,
+        };
+        a.processes = vec![crate::model::Process {
+            pid: 42,
+            name: "nginx".into(),
+            program: Some("nginx".into()),
+        }];
+        a.tcp_info = Some(Box::new(crate::model::TcpInfo {
+            rtt_us: 5,
+            ..Default::default()
+        }));
+        let mut l = Socket::tcp("0.0.0.0:80", None);
+        l.backlog = Some(511);
+        l.inode = 100;
+        let proc_one = Socket::tcp("10.0.0.1:80", Some("10.0.0.3:41000"));
+        let udp = Socket::udp("127.0.0.1:53", None);
+        let sockets = vec![a, l, proc_one, udp];
+        let mut events = Events::default();
+        let none = Departures::new();
+        let added = lines(&mut events, &cfg, part(sockets), &none);
+        let removed = lines(&mut events, &cfg, part(vec![]), &none);
+        assert_eq!(added.len(), 5);
+        assert_eq!(removed.len(), 5);
+        for (a, r) in added.iter().zip(&removed).take(4) {
+            assert_eq!(a["event"], "added");
+            assert_eq!(r["event"], "removed");
+            assert_eq!(a["socket"], r["socket"]);
+        }
+        assert_eq!(removed[4]["removed"], 4);
+        assert!(events.before().is_empty());
     }
 }

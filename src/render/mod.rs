@@ -2,6 +2,7 @@
 //! a [`view`](crate::view) and the names already looked up, and never
 //! collect.
 
+pub mod before;
 pub mod csv;
 pub mod escape;
 pub mod events;

@@ -21,7 +21,7 @@
 
 use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
+use super::before::{Before, Id};
 use super::escape::{Rules, terminal_safe};
-use super::events::{Key, key_of};
 use super::palette::Palette;
 use super::table::{self, Table};
 use crate::classify::direction::Direction;
@@ -188,18 +188,20 @@ impl SortKey {
     }
 }
 
-/// When watch mode first saw a connection, and in which refresh.
+/// When watch mode first saw a connection (tenths of a second after the
+/// view's first refresh), and in which refresh: 8 bytes a row.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    at: Instant,
-    refresh: u64,
+    tenths: u32,
+    refresh: u32,
 }
 
 /// A row no longer listed: gone since the refresh before, or seen only as
 /// the kernel destroyed it. Its cells are kept as they were shown.
 #[derive(Debug)]
 struct Ghost {
-    key: Key,
+    key: Id,
+    seen: Seen,
     socket: Socket,
     labels: Labels,
     /// One per column of the screen (Age's is made when drawn).
@@ -215,11 +217,29 @@ enum At {
     Ghost(usize),
 }
 
+/// A row of the list in 16 bytes (200,000 of them are made each refresh):
+/// `part` is [`Item::GHOST`] for a ghost, `index` then the ghost's.
 #[derive(Debug, Clone, Copy)]
 struct Item {
-    at: At,
-    first: Instant,
+    part: u32,
+    index: u32,
+    /// When it was first seen, as [`Seen::tenths`].
+    first: u32,
     new: bool,
+}
+
+impl Item {
+    const GHOST: u32 = u32::MAX;
+
+    fn at(&self) -> At {
+        match self.part {
+            Item::GHOST => At::Ghost(self.index as usize),
+            part => At::Live {
+                part: part as usize,
+                index: self.index as usize,
+            },
+        }
+    }
 }
 
 /// The filter typed after `/`: the command line's filters (`--sport 22`,
@@ -361,7 +381,14 @@ pub struct Screen {
     interval: f64,
     /// Refreshes taken in so far (the first is 1).
     refreshes: u64,
-    seen: HashMap<Key, Seen>,
+    /// When the first refresh was taken in: what [`Seen::tenths`] count from.
+    origin: Option<Instant>,
+    /// When each listed row of the refresh shown was first seen, in the
+    /// order [`Before::of`] packs them.
+    firsts: Vec<Seen>,
+    /// The rows shown, packed while the next refresh is collected
+    /// ([`Screen::pack`]).
+    before: Before,
     ghosts: Vec<Ghost>,
     items: Vec<Item>,
     counts: Counts,
@@ -391,7 +418,9 @@ impl Screen {
             color: cfg.color,
             interval: cfg.interval.as_secs_f64(),
             refreshes: 0,
-            seen: HashMap::new(),
+            origin: None,
+            firsts: Vec::new(),
+            before: Before::default(),
             ghosts: Vec::new(),
             items: Vec::new(),
             counts: Counts::default(),
@@ -415,64 +444,88 @@ impl Screen {
         self.paused
     }
 
-    /// Takes in a refresh: `parts` replace `before` (what the last one
-    /// showed) at `at`, the wall clock saying `time`.
-    pub fn update(
-        &mut self,
-        cfg: &Config,
-        before: &[Part],
-        parts: &[Part],
-        names: &Names,
-        at: Instant,
-        time: &str,
-    ) {
+    /// Packs the rows of `shown` (what the last refresh showed), which
+    /// then go: called before the next refresh is collected, so that two
+    /// refreshes' sockets are never alive at once. Until [`Screen::update`]
+    /// the list is empty.
+    pub fn pack(&mut self, cfg: &Config, shown: Vec<Part>) {
+        self.items = Vec::new();
+        self.before = Before::default();
+        self.before = Before::of(cfg, shown);
+    }
+
+    /// When `at` is, as [`Seen::tenths`].
+    fn tenths(&self, at: Instant) -> u32 {
+        let since = self
+            .origin
+            .map_or(Duration::ZERO, |o| at.saturating_duration_since(o));
+        u32::try_from(since.as_millis() / 100).unwrap_or(u32::MAX)
+    }
+
+    /// Takes in a refresh: `parts` replace what [`Screen::pack`] packed at
+    /// `at`, the wall clock saying `time`.
+    pub fn update(&mut self, cfg: &Config, parts: &[Part], names: &Names, at: Instant, time: &str) {
         let table = Table {
             cfg,
             names,
             palette: Palette::new(false),
         };
         self.refreshes += 1;
-        let refresh = self.refreshes;
+        self.origin.get_or_insert(at);
+        let now = Seen {
+            tenths: self.tenths(at),
+            refresh: u32::try_from(self.refreshes).unwrap_or(u32::MAX),
+        };
+        let before = std::mem::take(&mut self.before);
         // the ghosts of earlier refreshes fade by one
         for g in &mut self.ghosts {
             g.left = g.left.saturating_sub(1);
         }
         self.ghosts.retain(|g| g.left > 0);
-        let mut alive = HashSet::new();
+        let mut ghosted: HashSet<Id> = self.ghosts.iter().map(|g| g.key).collect();
+        let mut again = vec![false; before.len()];
+        let mut firsts = Vec::with_capacity(before.len());
         let mut fresh = Vec::new();
         for (_, _, part, row) in shown_at(cfg, parts) {
-            let key = key_of(part, row);
-            self.seen.entry(key.clone()).or_insert(Seen { at, refresh });
+            let key = Id::of(part, row.socket);
             if row.socket.closed {
                 // seen only as it went: this once, then as a ghost
-                fresh.push(self.ghost(&table, part, row, key));
-            } else {
-                alive.insert(key);
-            }
-        }
-        // a key listed again is no ghost (a /proc socket's ends reused)
-        self.ghosts.retain(|g| !alive.contains(&g.key));
-        let mut ghosted: HashSet<Key> = self.ghosts.iter().map(|g| g.key.clone()).collect();
-        for (_, _, part, row) in shown_at(cfg, before) {
-            if row.socket.closed {
+                fresh.push(self.ghost(&table, part, row, key, now));
                 continue;
             }
-            let key = key_of(part, row);
-            if !alive.contains(&key) && ghosted.insert(key.clone()) {
-                fresh.push(self.ghost(&table, part, row, key));
+            let seen = match before.find(&key) {
+                Some(i) => {
+                    again[i] = true;
+                    self.firsts.get(i).copied().unwrap_or(now)
+                }
+                None => now,
+            };
+            firsts.push(seen);
+            // a key listed again is no ghost (a /proc socket's ends reused)
+            ghosted.remove(&key);
+        }
+        self.ghosts.retain(|g| ghosted.contains(&g.key));
+        for i in (0..before.len()).filter(|&i| !again[i]) {
+            let key = before.id(i);
+            if ghosted.insert(key) {
+                let (part, socket, labels) = before.row(i);
+                let row = Row {
+                    socket: &socket,
+                    labels: &labels,
+                };
+                let seen = self.firsts.get(i).copied().unwrap_or(now);
+                fresh.push(self.ghost(&table, part, row, key, seen));
             }
         }
+        drop(before);
         self.ghosts.extend(fresh);
-        // first-seen times: of what is listed or still shown
-        let ghosts: HashSet<&Key> = self.ghosts.iter().map(|g| &g.key).collect();
-        self.seen
-            .retain(|k, _| alive.contains(k) || ghosts.contains(k));
+        self.firsts = firsts;
         self.time = time.to_string();
         self.at = Some(at);
         self.relist(cfg, parts);
     }
 
-    fn ghost(&self, table: &Table, part: &Part, row: Row, key: Key) -> Ghost {
+    fn ghost(&self, table: &Table, part: &Part, row: Row, key: Id, seen: Seen) -> Ghost {
         Ghost {
             cells: self
                 .columns
@@ -480,6 +533,7 @@ impl Screen {
                 .map(|&c| cell(table, part, row, c).into_owned())
                 .collect(),
             key,
+            seen,
             socket: row.socket.clone(),
             labels: row.labels.clone(),
             left: LINGER,
@@ -488,37 +542,43 @@ impl Screen {
 
     /// The list again: the rows shown, filtered, sorted; and their counts.
     fn relist(&mut self, cfg: &Config, parts: &[Part]) {
-        let at = self.at.unwrap_or_else(Instant::now);
-        let first = |key: &Key| self.seen.get(key).map_or(at, |s| s.at);
-        let new = |key: &Key| {
-            self.seen
-                .get(key)
-                .is_some_and(|s| s.refresh > 1 && self.refreshes - s.refresh < LINGER)
+        let new = |s: &Seen| {
+            let refresh = u64::from(s.refresh);
+            refresh > 1 && self.refreshes - refresh < LINGER
         };
         let keep = |s: &Socket, l: &Labels| self.filter.as_ref().is_none_or(|f| f.matches(s, l));
         let mut items = Vec::new();
-        for (p, i, part, row) in shown_at(cfg, parts) {
-            if row.socket.closed || !keep(row.socket, row.labels) {
+        let mut listed = self.firsts.iter();
+        for (p, i, _, row) in shown_at(cfg, parts) {
+            if row.socket.closed {
                 continue;
             }
-            let key = key_of(part, row);
+            let seen = listed.next().copied().unwrap_or(Seen {
+                tenths: 0,
+                refresh: 0,
+            });
+            if !keep(row.socket, row.labels) {
+                continue;
+            }
             items.push(Item {
-                at: At::Live { part: p, index: i },
-                first: first(&key),
-                new: new(&key),
+                part: p as u32,
+                index: i as u32,
+                first: seen.tenths,
+                new: new(&seen),
             });
         }
         for (g, ghost) in self.ghosts.iter().enumerate() {
             if keep(&ghost.socket, &ghost.labels) {
                 items.push(Item {
-                    at: At::Ghost(g),
-                    first: first(&ghost.key),
+                    part: Item::GHOST,
+                    index: g as u32,
+                    first: ghost.seen.tenths,
                     new: false,
                 });
             }
         }
         let fields = |item: &Item| -> (&Socket, &Labels) {
-            match item.at {
+            match item.at() {
                 At::Live { part, index } => {
                     (&parts[part].sockets[index], &parts[part].labels[index])
                 }
@@ -526,16 +586,32 @@ impl Screen {
             }
         };
         let sort = self.sort;
-        items.sort_by(|a, b| {
-            let (sa, la) = fields(a);
-            let (sb, lb) = fields(b);
-            let order = compare(sort, (sa, la, a.first), (sb, lb, b.first));
-            if self.reverse { order.reverse() } else { order }
+        // Each row's leading key in a word, compared first: most pairs
+        // are told apart by it, without reaching into their sockets.
+        // Unstable, with the list's order last.
+        let mut keyed: Vec<(u64, u32)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let (s, l) = fields(item);
+                (leading(sort, s, l, item.first), i as u32)
+            })
+            .collect();
+        keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
+            let (a, b) = (&items[a as usize], &items[b as usize]);
+            let order = ka.cmp(&kb).then_with(|| {
+                let (sa, la) = fields(a);
+                let (sb, lb) = fields(b);
+                compare(sort, (sa, la, a.first), (sb, lb, b.first))
+            });
+            let order = if self.reverse { order.reverse() } else { order };
+            order.then_with(|| (a.part, a.index).cmp(&(b.part, b.index)))
         });
+        let items: Vec<Item> = keyed.into_iter().map(|(_, i)| items[i as usize]).collect();
         let mut counts = Counts::default();
         for item in &items {
             let (s, l) = fields(item);
-            match item.at {
+            match item.at() {
                 At::Ghost(_) if s.closed => counts.closed += 1,
                 At::Ghost(_) => counts.gone += 1,
                 At::Live { .. } => {
@@ -820,12 +896,12 @@ impl Screen {
     /// The cells of one row, one per column of the screen.
     fn cells<'a>(&'a self, table: &Table, parts: &'a [Part], item: &Item) -> Vec<Cow<'a, str>> {
         let age = self.at.map_or(Duration::ZERO, |at| {
-            at.saturating_duration_since(item.first)
+            Duration::from_millis(100 * u64::from(self.tenths(at).saturating_sub(item.first)))
         });
         self.columns
             .iter()
             .enumerate()
-            .map(|(i, &c)| match (c, item.at) {
+            .map(|(i, &c)| match (c, item.at()) {
                 (Col::Age, _) => Cow::Owned(age_cell(age)),
                 (_, At::Ghost(g)) => Cow::Borrowed(self.ghosts[g].cells[i].as_str()),
                 (_, At::Live { part, index }) => {
@@ -930,7 +1006,7 @@ impl Screen {
                 break;
             }
             let item = &self.items[first + n];
-            let (mark, row_style) = match item.at {
+            let (mark, row_style) = match item.at() {
                 At::Ghost(_) => ("-", Style::new().add_modifier(Modifier::DIM)),
                 At::Live { .. } if item.new => {
                     let s = Style::new().add_modifier(Modifier::BOLD);
@@ -938,7 +1014,7 @@ impl Screen {
                 }
                 At::Live { .. } => (" ", Style::new()),
             };
-            let ghost = matches!(item.at, At::Ghost(_));
+            let ghost = matches!(item.at(), At::Ghost(_));
             let mut it = shown.iter().map(|&(i, _)| {
                 let style = match self.columns[i] {
                     Col::Dir if self.color && !ghost && !item.new => dir_style(&cells[i]),
@@ -1159,13 +1235,57 @@ pub fn age_cell(age: Duration) -> String {
     }
 }
 
+/// The start of [`compare`]'s order in a word: where two rows' words
+/// differ, [`compare`] orders them as their words are. What is cut short
+/// (an IPv6 address) ends the word, so that nothing after it decides.
+fn leading(key: SortKey, s: &Socket, l: &Labels, first: u32) -> u64 {
+    // an address in 33 bits, IPv4 before IPv6 as IpAddr orders them;
+    // whether the rest of an IPv6 one is cut off
+    let addr = |a: IpAddr| match a {
+        IpAddr::V4(a) => (u64::from(u32::from(a)), false),
+        IpAddr::V6(a) => ((1 << 32) | (u128::from(a) >> 96) as u64, true),
+    };
+    // the ends as `compare` orders them: the local port, then the address
+    let ends = |bits: u32| -> u64 {
+        let (a, _) = addr(canonical(s.local.addr));
+        let word = (u64::from(s.local.port) << 33) | a;
+        word >> (49 - bits.min(49))
+    };
+    let rank = match s.state {
+        State::Listen => 0,
+        _ if s.closed => 100,
+        state => state as u64,
+    };
+    match key {
+        SortKey::State => (rank << 56) | ends(56),
+        SortKey::LocalPort => ends(49) << 15,
+        SortKey::Direction => {
+            let dir = match l.direction.direction {
+                Direction::Listen => 0,
+                Direction::Inbound => 1,
+                Direction::Outbound => 2,
+                Direction::Unknown => 3,
+            };
+            (dir << 62) | ends(49) << 13
+        }
+        SortKey::Queue => {
+            let queue = u64::from(s.recv_q) + u64::from(s.send_q);
+            ((u64::from(u32::MAX) * 2 - queue) << 30) | ends(30)
+        }
+        SortKey::Age => (u64::from(u32::MAX - first) << 32) | ends(32),
+        SortKey::Remote => match s.remote {
+            None => 0,
+            Some(r) => match addr(canonical(r.addr)) {
+                (a, true) => (1 << 63) | (a << 30),
+                (a, false) => (1 << 63) | (a << 30) | (1 << 29) | (u64::from(r.port) << 13),
+            },
+        },
+    }
+}
+
 /// The order of two rows by `key`, then by their ends, so that equal keys
 /// keep a stable order.
-fn compare(
-    key: SortKey,
-    a: (&Socket, &Labels, Instant),
-    b: (&Socket, &Labels, Instant),
-) -> Ordering {
+fn compare(key: SortKey, a: (&Socket, &Labels, u32), b: (&Socket, &Labels, u32)) -> Ordering {
     let ends = |s: &Socket| {
         (
             s.local.port,
