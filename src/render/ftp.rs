@@ -11,7 +11,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use super::escape::{TABLE, terminal_safe};
 use super::palette::Palette;
 use crate::classify::Row;
-use crate::classify::ftp::crossing::Crossing;
+use crate::classify::ftp::crossing::{self, Crossing};
 use crate::classify::ftp::{Helper, Mode, Role, Session, Side};
 use crate::classify::ports::{PortClass, port_class};
 use crate::model::{Conntrack, ConntrackSource, Endpoint, NetnsId, PortRange, Tuple, canonical};
@@ -65,10 +65,18 @@ fn side_words(side: Side) -> &'static str {
 
 /// `10.0.0.1:21`, `[fe80::1]:21`: unambiguous in prose.
 fn endpoint(e: &Endpoint) -> String {
-    match canonical(e.addr) {
-        std::net::IpAddr::V6(a) => format!("[{a}]:{}", e.port),
-        a => format!("{a}:{}", e.port),
-    }
+    crossing::endpoint(*e)
+}
+
+/// A table in the view's form: ASCII markdown, never cut to a width.
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(presets::ASCII_MARKDOWN)
+        .force_no_tty()
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header);
+    table
 }
 
 impl View<'_> {
@@ -169,24 +177,19 @@ impl View<'_> {
                 endpoint(&n)
             )?;
         }
-        let mut table = Table::new();
-        table
-            .load_style(presets::ASCII_MARKDOWN)
-            .force_no_tty()
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header([
-                "role",
-                "opened by",
-                "original",
-                "reply",
-                "state",
-                "related",
-                "mark",
-                "zone",
-                "mode",
-                "confidence",
-                "evidence",
-            ]);
+        let mut table = table(&[
+            "role",
+            "opened by",
+            "original",
+            "reply",
+            "state",
+            "related",
+            "mark",
+            "zone",
+            "mode",
+            "confidence",
+            "evidence",
+        ]);
         let tuple = |t: &Tuple| format!("{} -> {}", endpoint(&t.src), endpoint(&t.dst));
         for f in &c.flows {
             let opened = match (f.role, f.mode) {
@@ -338,23 +341,18 @@ impl View<'_> {
             s.port,
             class_words(port_class(s.port, self.range)),
         )?;
-        let mut table = Table::new();
-        table
-            .load_style(presets::ASCII_MARKDOWN)
-            .force_no_tty()
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header([
-                "role",
-                "side",
-                "local",
-                "remote",
-                "state",
-                "opened by",
-                "mode",
-                "confidence",
-                "evidence",
-                "process",
-            ]);
+        let mut table = table(&[
+            "role",
+            "side",
+            "local",
+            "remote",
+            "state",
+            "opened by",
+            "mode",
+            "confidence",
+            "evidence",
+            "process",
+        ]);
         for r in &members {
             let Some(f) = ftp(r) else { continue };
             let s = &r.socket;

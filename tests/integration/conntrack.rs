@@ -6,13 +6,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sockwho::collect::conntrack;
 use sockwho::model::{Conntrack, ConntrackSource, Endpoint, Expectation, Flow, Tuple};
 
-use crate::harness::{Netns, can_use_netns};
+use crate::harness::{Netns, Running, can_use_netns};
 
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 201, 0, 1));
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 201, 0, 2));
@@ -24,16 +24,6 @@ const RULESET: &str = "table inet t {
     chain pre { type filter hook prerouting priority filter; tcp dport 21 ct helper set \"ftp-std\"; }
 }
 ";
-
-/// A child process, killed and reaped on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An FTP server in one namespace and a client namespace beside it. Fields
 /// drop in order: the processes go before their namespaces.

@@ -132,6 +132,16 @@ pub fn can_use_netns(test: &str) -> bool {
     false
 }
 
+/// A child process, killed and reaped on drop.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A network namespace with its loopback up, deleted on drop.
 pub struct Netns {
     pub name: String,

@@ -10,14 +10,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::harness::{
-    BIN, CURL, NFT, Netns, PYFTPDLIB, SETPRIV, Tool, binary_for_anyone, can_use_netns, has_tools,
-    run_ok,
+    BIN, CURL, NFT, Netns, PYFTPDLIB, Running, SETPRIV, Tool, binary_for_anyone, can_use_netns,
+    has_tools, run_ok,
 };
 
 const OPENSSL: Tool = Tool {
@@ -67,16 +67,6 @@ const DEFAULT_DENY: &str = "table inet fw {
   }
 }
 ";
-
-/// A child process, killed and reaped on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The three hosts (and a second client). Fields drop in order: the
 /// processes go before their namespaces.
