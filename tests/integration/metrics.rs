@@ -781,8 +781,8 @@ impl KeepAlive {
 
 /// Holds sockets in forked workers of its own (each under the open-files
 /// limit): `udp N FIRST` connects N UDP sockets to 127.0.0.1:FIRST+i;
-/// `tcp N FIRST` connects N TCP sockets to 127.0.0.1:FIRST+i, which nft
-/// redirects to the one listener on FIRST-1, accepted here too.
+/// `tcp N FIRST LISTEN` connects N TCP sockets to 127.0.0.1:FIRST+i, which
+/// nft redirects to the one listener on LISTEN, accepted here too.
 const HOLD: &str = r#"
 import os, resource, socket, sys
 kind, n, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -806,7 +806,7 @@ def udp(i):
 want = n
 if kind == 'tcp':
     l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    l.bind(('127.0.0.1', first - 1)); l.listen(4096)
+    l.bind(('127.0.0.1', int(sys.argv[4]))); l.listen(4096)
     workers(n, lambda i: l.accept()[0])
     workers(n, lambda i: socket.create_connection(('127.0.0.1', first + i)))
     want = 2 * n
@@ -833,16 +833,22 @@ fn connections_stay_bounded_on_10000_remote_ports_issue_15() {
     ns.exec_ok(&[
         "nft",
         "table ip sockwho { chain out { type nat hook output priority -100; \
-         ip daddr 127.0.0.1 tcp dport 20000-29999 redirect to :19999; }; }",
+         ip daddr 127.0.0.1 tcp dport 20000-29999 redirect to :999; }; }",
     ]);
     let _udp = start(
         &ns,
         &["/usr/bin/python3", "-c", HOLD, "udp", "10000", "30000"],
         None,
     );
+    // Connections to different ports may share a source port; redirected to
+    // one port, the second of them is given another source port by NAT, from
+    // 1024-65535. A listener there could be its new peer (a connection from
+    // the listener's port to itself, which direction rightly calls unknown):
+    // the listener is on a port below 1024, which NAT never hands out for
+    // ports above it.
     let _tcp = start(
         &ns,
-        &["/usr/bin/python3", "-c", HOLD, "tcp", "10000", "20000"],
+        &["/usr/bin/python3", "-c", HOLD, "tcp", "10000", "20000", "999"],
         None,
     );
     for (n, args) in [(50usize, &[][..]), (5, &["--metrics-ports", "5"][..])] {
@@ -878,7 +884,7 @@ fn connections_stay_bounded_on_10000_remote_ports_issue_15() {
             .iter()
             .find(|s| s.label("direction") == "inbound")
             .unwrap();
-        assert_eq!(inbound.label("service_port"), "19999", "{inbound:?}");
+        assert_eq!(inbound.label("service_port"), "999", "{inbound:?}");
         assert!(series.iter().any(|s| s.label("service_port") == "other"));
     }
 }
