@@ -848,7 +848,15 @@ fn connections_stay_bounded_on_10000_remote_ports_issue_15() {
     // ports above it.
     let _tcp = start(
         &ns,
-        &["/usr/bin/python3", "-c", HOLD, "tcp", "10000", "20000", "999"],
+        &[
+            "/usr/bin/python3",
+            "-c",
+            HOLD,
+            "tcp",
+            "10000",
+            "20000",
+            "999",
+        ],
         None,
     );
     for (n, args) in [(50usize, &[][..]), (5, &["--metrics-ports", "5"][..])] {
