@@ -122,6 +122,7 @@ fn write_diff(
     let mut buf = Vec::with_capacity(1024);
     let (mut listed, mut added, mut changed, mut removed) = (0, 0, 0, 0);
     let mut closed = Vec::new();
+    let mut last = None;
     for (part, row) in shown(cfg, parts) {
         if row.socket.closed {
             // reported once, now: never in the refresh's list
@@ -129,7 +130,8 @@ fn write_diff(
             continue;
         }
         listed += 1;
-        let found = before.find(&Id::of(part, row.socket));
+        let found = before.find_after(&Id::of(part, row.socket), last);
+        last = found.or(last);
         if let Some(i) = found {
             seen[i] = true;
         }
