@@ -241,9 +241,13 @@ impl<'a> Pipeline<'a> {
         if let Some(line) = unseen.notice() {
             notices.push(line);
         }
-        // the namespaces that went away take their threads with them
+        // the namespaces that went away take their threads and what was
+        // remembered of them with them
         if let Some(watched) = watched {
             watched.retain(|inode, _| looked.contains(inode));
+        }
+        if let Some(cache) = &mut self.cache {
+            cache.memory.retain(|inode, _| looked.contains(inode));
         }
         if let Some(cache) = &mut self.cache {
             learn_ends(&mut cache.memory, &departures);
@@ -504,18 +508,50 @@ fn learn_ends(memory: &mut HashMap<u64, Memory>, departures: &Departures) {
     }
 }
 
-/// With `-r`, looks up the host names of addresses not looked up before.
+/// With `-r`, looks up the host names of addresses not looked up before;
+/// the names of addresses no longer listed are forgotten (watch mode under
+/// churn from many addresses must not grow), and looked up again if they
+/// come back.
 fn resolve_hosts(parts: &[Part], names: &mut Names) {
     let addrs: HashSet<_> = parts
         .iter()
         .flat_map(|p| p.rows())
         .flat_map(|r| std::iter::once(r.socket.local.addr).chain(r.socket.remote.map(|e| e.addr)))
-        .filter(|a| !a.is_unspecified() && !names.looked_up.contains(a))
+        .filter(|a| !a.is_unspecified())
         .collect();
-    for addr in addrs {
-        names.looked_up.insert(addr);
-        if let Some(name) = names::host_name(addr) {
+    names.looked_up.retain(|a| addrs.contains(a));
+    names.hosts.retain(|a, _| addrs.contains(a));
+    for &addr in &addrs {
+        if names.looked_up.insert(addr)
+            && let Some(name) = names::host_name(addr)
+        {
             names.hosts.insert(addr, name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Socket;
+
+    /// Watch mode with `-r` under churn from many addresses: the names of
+    /// addresses no longer listed are forgotten.
+    #[test]
+    fn host_names_are_kept_only_for_the_addresses_listed() {
+        let mut names = Names::default();
+        let part = |remote: &str| {
+            Part::classified(vec![Socket::tcp("127.0.0.1:5000", Some(remote))], None)
+        };
+        resolve_hosts(&[part("127.0.0.2:80")], &mut names);
+        let listed = |names: &Names| {
+            let mut v: Vec<String> = names.looked_up.iter().map(|a| a.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(listed(&names), ["127.0.0.1", "127.0.0.2"]);
+        resolve_hosts(&[part("127.0.0.3:80")], &mut names);
+        assert_eq!(listed(&names), ["127.0.0.1", "127.0.0.3"]);
+        assert!(names.hosts.keys().all(|a| names.looked_up.contains(a)));
     }
 }

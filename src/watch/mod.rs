@@ -218,11 +218,20 @@ fn interactive<W: Write>(
 fn say_new(notices: &mut Notices, said: &mut HashSet<String>) {
     let mut stderr = std::io::stderr().lock();
     for line in notices.take() {
+        // bounded: most notices are few and fixed, but some name a
+        // namespace, and namespaces come and go
+        if said.len() >= SAID_CAP {
+            said.clear();
+        }
         if said.insert(line.clone()) {
             let _ = writeln!(stderr, "sockwho: {line}");
         }
     }
 }
+
+/// How many notices are remembered as said; beyond it a notice may be said
+/// again.
+const SAID_CAP: usize = 4096;
 
 /// Sleeps until `deadline` or a stop signal.
 fn sleep_until(deadline: Instant, stop: &AtomicBool) -> Wake {

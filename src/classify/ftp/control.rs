@@ -112,6 +112,7 @@ pub(super) fn find(
             evidence.push(FtpEvidence::ConntrackHelper);
         }
         ftp.sessions[session].members.push(i);
+        ftp.labels.resize(sockets.len(), None);
         ftp.labels[i] = Some(FtpLabel {
             session: session as u32 + 1,
             role: Role::Control,
