@@ -449,9 +449,16 @@ fn collect_one(
         && !cfg.inputs.replaying()
         && sysctl::forwards_tracked_flows(&cfg.inputs.proc);
     let ftp = cfg.ftp_view || crossing || uses_ftp_port(&snapshot, &cfg.ftp_ports);
+    // A router's sessions are judged on each flow's state now (a passive
+    // data flow that stays unreplied): the events do not carry a flow's
+    // updates, so its table is dumped again; the flows that ended between
+    // refreshes still come from the events.
     let kept = source
         .filter(|s| s.keeps_conntrack())
-        .and_then(|s| s.conntrack(ftp));
+        .and_then(|s| match crossing {
+            true => s.conntrack_now(),
+            false => s.conntrack(ftp),
+        });
     let mut conntrack = match kept {
         Some(ct) => Some(Ok(ct)),
         None => ftp.then(|| cfg.inputs.conntrack()),

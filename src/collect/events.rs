@@ -262,6 +262,20 @@ impl EventSource {
             .and_then(|c| c.snapshot(want))
     }
 
+    /// As [`EventSource::conntrack`], with the table dumped again first
+    /// (on the calling thread, which must be in the namespace): what the
+    /// state of a flow is now, where the events (no updates) say only how
+    /// it began. The table stays locked through the dump, so that the
+    /// events that come meanwhile wait in the socket and apply after it.
+    pub fn conntrack_now(&self) -> Option<Conntrack> {
+        let mut shared = lock(&self.shared);
+        let table = shared.conntrack.as_mut()?;
+        if let Ok(ct) = seed() {
+            table.resync(ct.flows, ct.expectations);
+        }
+        table.snapshot(true)
+    }
+
     /// Destroy events read so far, for `-v`.
     pub fn read(&self) -> u64 {
         lock(&self.shared).read

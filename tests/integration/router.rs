@@ -335,10 +335,46 @@ fn passive_through_masquerade_without_the_helper() {
     }
     let mut lab = Lab::new("rtpasv", 210, &[]);
     lab.serve(false, None);
+    // watch mode, from before the session: its data flow comes by a new
+    // event (SYN_SENT, unreplied), and conntrack sends no update when the
+    // server answers; the refreshes after must still see it answered
+    let watcher = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.router.name,
+            BIN,
+            "-c",
+            "--format",
+            "json",
+        ])
+        .args(["--interval", "0.25", "--count", "24"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sockwho -c on the router");
+    std::thread::sleep(Duration::from_millis(500));
     lab.curl(false, &[]);
     let sessions = lab.sessions_when("a data flow crossing the router", |s| {
         s.len() == 1 && flows(&s[0], "data").len() == 1
     });
+    let watched = watcher.wait_with_output().expect("sockwho -c ended");
+    let last = String::from_utf8_lossy(&watched.stdout)
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON document a line"))
+        .expect("watch mode's documents");
+    let crossing: Vec<&Value> = last["ftp_sessions"]
+        .as_array()
+        .expect("ftp_sessions")
+        .iter()
+        .filter(|s| s["here"] == serde_json::json!(["router"]))
+        .collect();
+    assert_eq!(crossing.len(), 1, "{last:#}");
+    let data = flows(crossing[0], "data");
+    assert_eq!(data.len(), 1, "{last:#}");
+    assert_eq!(data[0]["state"], "ESTABLISHED", "{last:#}");
+    assert_eq!(kinds(crossing[0]), ["helper-not-assigned"], "{last:#}");
     let s = &sessions[0];
     assert_eq!(s["here"], serde_json::json!(["router"]), "{s:#}");
     assert_eq!(s["client"]["addr"], lab.client_addr());
