@@ -73,6 +73,9 @@ const DEFAULT_DENY: &str = "table inet fw {
 struct Lab {
     processes: Vec<Running>,
     n: u8,
+    /// pyftpdlib takes a PORT naming another address than the control
+    /// connection's peer (a client behind NAT with no helper rewriting it).
+    permit_foreign: bool,
     rulesets: usize,
     client: Netns,
     client2: Netns,
@@ -151,6 +154,7 @@ impl Lab {
         let mut lab = Lab {
             processes: Vec::new(),
             n,
+            permit_foreign: false,
             rulesets: 0,
             client,
             client2,
@@ -242,10 +246,12 @@ a = DummyAuthorizer()
 a.add_anonymous({dir:?})
 FTPHandler.authorizer = a
 FTPHandler.masquerade_address = {announce}
+FTPHandler.permit_foreign_addresses = {foreign}
 FTPServer(({server:?}, 21), FTPHandler).serve_forever()
 ",
                 server = self.server_addr(),
                 announce = announce.map_or("None".to_string(), |a| format!("{a:?}")),
+                foreign = if self.permit_foreign { "True" } else { "False" },
             )
         };
         let server = self.server.name.clone();
@@ -551,6 +557,40 @@ fn helper_not_assigned_active_fails_and_the_ruleset_given_fixes_it() {
         String::from_utf8_lossy(&fixed.stderr)
     );
     assert_eq!(fixed.stdout, b"hello\n");
+}
+
+/// Active mode with no helper, through a forward chain that lets all
+/// through: the server's data connection is NEW, not RELATED (what a
+/// default-deny chain would drop), to the address the client's PORT named.
+#[test]
+fn active_without_the_helper_is_new_not_related() {
+    if !ready(
+        "active_without_the_helper_is_new_not_related",
+        &[NFT, CURL, PYFTPDLIB],
+    ) {
+        return;
+    }
+    let mut lab = Lab::new("rtnorel", 217, &[]);
+    lab.permit_foreign = true;
+    lab.serve(false, None);
+    lab.curl(false, &["--ftp-port", "-"]);
+    let sessions = lab.sessions_when("an active data flow crossing the router", |s| {
+        s.len() == 1 && flows(&s[0], "data").len() == 1
+    });
+    let s = &sessions[0];
+    assert_eq!(s["mode"], "active", "{s:#}");
+    assert_eq!(s["helper"], "not-assigned", "{s:#}");
+    let data = flows(s, "data")[0];
+    assert_eq!(data["orig"]["src"]["addr"], lab.server_addr(), "{data:#}");
+    assert_eq!(data["orig"]["dst"]["addr"], lab.client_addr(), "{data:#}");
+    assert_eq!(data["expected"], false, "{data:#}");
+    assert_eq!(
+        kinds(s),
+        ["helper-not-assigned", "active-not-related"],
+        "{s:#}"
+    );
+    let text = lab.router.sockwho_ok(&["--ftp"]);
+    assert!(text.contains("! active-not-related: "), "{text}");
 }
 
 #[test]
