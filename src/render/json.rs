@@ -209,9 +209,9 @@ struct JsonNetns<'a> {
 /// `{"name": "blue", "inode": 4026532296, "pid": 1234}`; name and pid may be null.
 #[derive(Serialize)]
 pub struct JsonNetnsId<'a> {
-    name: Option<JsonText<'a>>,
-    inode: u64,
-    pid: Option<u32>,
+    pub(super) name: Option<JsonText<'a>>,
+    pub(super) inode: u64,
+    pub(super) pid: Option<u32>,
 }
 
 impl<'a> From<&'a NetnsId> for JsonNetnsId<'a> {
@@ -227,44 +227,44 @@ impl<'a> From<&'a NetnsId> for JsonNetnsId<'a> {
 #[derive(Serialize)]
 pub struct JsonSocket<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<JsonNetnsId<'a>>,
-    proto: &'static str,
-    family: &'static str,
-    state: &'static str,
-    recv_q: u32,
-    send_q: u32,
+    pub(super) netns: Option<JsonNetnsId<'a>>,
+    pub(super) proto: &'static str,
+    pub(super) family: &'static str,
+    pub(super) state: &'static str,
+    pub(super) recv_q: u32,
+    pub(super) send_q: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    backlog: Option<u32>,
-    local: JsonEndpoint,
-    remote: Option<JsonEndpoint>,
-    direction: Direction,
-    direction_confidence: Option<Confidence>,
-    direction_evidence: EvidenceSet,
+    pub(super) backlog: Option<u32>,
+    pub(super) local: JsonEndpoint,
+    pub(super) remote: Option<JsonEndpoint>,
+    pub(super) direction: Direction,
+    pub(super) direction_confidence: Option<Confidence>,
+    pub(super) direction_evidence: EvidenceSet,
     /// `null` for a socket seen only as the kernel destroyed it: its
     /// event does not say (the kernel sends 0).
-    uid: Option<u32>,
-    inode: u64,
-    cookie: Option<u64>,
-    timer: JsonTimer,
-    ftp: Option<JsonFtp<'a>>,
+    pub(super) uid: Option<u32>,
+    pub(super) inode: u64,
+    pub(super) cookie: Option<u64>,
+    pub(super) timer: JsonTimer,
+    pub(super) ftp: Option<JsonFtp<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    processes: Option<Vec<JsonProcess<'a>>>,
+    pub(super) processes: Option<Vec<JsonProcess<'a>>>,
     /// With `-i`, on every socket: `null` where the kernel sent none (UDP,
     /// TIME_WAIT, `/proc`). Without it, only where the kernel sent it
     /// anyway (a closed socket's destroy event).
     #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_info: Option<Option<JsonTcpInfo>>,
+    pub(super) tcp_info: Option<Option<JsonTcpInfo>>,
 }
 
 #[derive(Serialize)]
-struct JsonEndpoint {
-    addr: IpAddr,
+pub(super) struct JsonEndpoint {
+    pub(super) addr: IpAddr,
     /// `null` (with its class) for the remote end of a failed connect,
     /// whose port the kernel forgot: see `collect::events::refused`.
-    port: Option<u16>,
-    class: Option<PortClass>,
+    pub(super) port: Option<u16>,
+    pub(super) class: Option<PortClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    listening: Option<bool>,
+    pub(super) listening: Option<bool>,
 }
 
 /// `tcp_info`, in the units its names say: times in microseconds, rates in
@@ -274,24 +274,24 @@ struct JsonEndpoint {
 /// unlimited (the kernel's `~0`). The byte counters are the kernel's (the
 /// SYN and the FIN count one each once acknowledged or received).
 #[derive(Serialize)]
-struct JsonTcpInfo {
-    rtt_us: u32,
-    rttvar_us: u32,
-    min_rtt_us: Option<u32>,
-    rto_us: u32,
-    snd_cwnd: u32,
-    snd_ssthresh: u32,
-    retransmits: u8,
-    retrans: u32,
-    total_retrans: u32,
-    bytes_acked: Option<u64>,
-    bytes_received: Option<u64>,
-    bytes_retrans: Option<u64>,
-    delivery_rate_bps: Option<u64>,
-    pacing_rate_bps: Option<u64>,
-    busy_time_us: Option<u64>,
-    rwnd_limited_us: Option<u64>,
-    sndbuf_limited_us: Option<u64>,
+pub(super) struct JsonTcpInfo {
+    pub(super) rtt_us: u32,
+    pub(super) rttvar_us: u32,
+    pub(super) min_rtt_us: Option<u32>,
+    pub(super) rto_us: u32,
+    pub(super) snd_cwnd: u32,
+    pub(super) snd_ssthresh: u32,
+    pub(super) retransmits: u8,
+    pub(super) retrans: u32,
+    pub(super) total_retrans: u32,
+    pub(super) bytes_acked: Option<u64>,
+    pub(super) bytes_received: Option<u64>,
+    pub(super) bytes_retrans: Option<u64>,
+    pub(super) delivery_rate_bps: Option<u64>,
+    pub(super) pacing_rate_bps: Option<u64>,
+    pub(super) busy_time_us: Option<u64>,
+    pub(super) rwnd_limited_us: Option<u64>,
+    pub(super) sndbuf_limited_us: Option<u64>,
 }
 
 impl From<&TcpInfo> for JsonTcpInfo {
@@ -319,20 +319,20 @@ impl From<&TcpInfo> for JsonTcpInfo {
 }
 
 #[derive(Serialize)]
-struct JsonTimer {
-    kind: &'static str,
-    expires_ms: u64,
-    retransmits: u8,
+pub(super) struct JsonTimer {
+    pub(super) kind: &'static str,
+    pub(super) expires_ms: u64,
+    pub(super) retransmits: u8,
 }
 
 #[derive(Serialize)]
-struct JsonFtp<'a> {
-    session: u32,
-    role: Role,
-    side: Side,
-    mode: Option<Mode>,
-    confidence: Confidence,
-    evidence: &'a [FtpEvidence],
+pub(super) struct JsonFtp<'a> {
+    pub(super) session: u32,
+    pub(super) role: Role,
+    pub(super) side: Side,
+    pub(super) mode: Option<Mode>,
+    pub(super) confidence: Confidence,
+    pub(super) evidence: &'a [FtpEvidence],
     /// The session's control connection (its `client` and `server` as in
     /// `ftp_sessions`): in JSON Lines, where no session list is written,
     /// this is what ties a data connection to its session.
@@ -355,11 +355,11 @@ impl JsonControl {
 }
 
 #[derive(Serialize)]
-struct JsonProcess<'a> {
-    pid: u32,
-    name: JsonText<'a>,
+pub(super) struct JsonProcess<'a> {
+    pub(super) pid: u32,
+    pub(super) name: JsonText<'a>,
     /// argv[0]'s base name, which netstat shows (the table's PID/Program name).
-    program: JsonText<'a>,
+    pub(super) program: JsonText<'a>,
 }
 
 /// One socket of `part` in the JSON shape, as the options ask for it.
@@ -516,6 +516,8 @@ pub fn write_at(
             .collect(),
     };
     // outside text is JsonText: the rest is sockwho's own, safe as it is
-    serde_json::to_writer(&mut *out, &doc).map_err(io::Error::from)?;
-    out.write_all(b"\n")
+    let mut chunked = super::Chunked::new(out);
+    serde_json::to_writer(&mut chunked, &doc).map_err(io::Error::from)?;
+    chunked.write_all(b"\n")?;
+    chunked.finish()
 }

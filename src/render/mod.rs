@@ -53,3 +53,53 @@ pub fn write(cfg: &Config, parts: &[Part], names: &Names, out: &mut dyn Write) -
         .write(parts, out),
     }
 }
+
+/// A writer that gathers small writes in a buffer of its own and hands
+/// them on 64 KiB at a time: serde's many small writes, each through a
+/// `dyn Write`, took a fifth of `--format json` at 200,000 sockets.
+pub struct Chunked<'a> {
+    buf: Vec<u8>,
+    out: &'a mut dyn Write,
+}
+
+impl<'a> Chunked<'a> {
+    const SIZE: usize = 64 * 1024;
+
+    pub fn new(out: &'a mut dyn Write) -> Chunked<'a> {
+        Chunked {
+            buf: Vec::with_capacity(Self::SIZE + 1024),
+            out,
+        }
+    }
+
+    /// Hands on what is gathered; dropped without it, the rest is lost.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Write for Chunked<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::SIZE {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()
+    }
+}
