@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::classify::memory::Memory;
@@ -23,6 +24,7 @@ use crate::cli::{Format, SourceChoice};
 use crate::collect::events::{self, Counts, Departures, Destroyed, EventSource, Ledger};
 use crate::collect::names::{self, Names};
 use crate::collect::netns::{self, Target, Unseen};
+use crate::collect::processes::Walked;
 use crate::collect::{Notices, Request, addresses, sysctl};
 use crate::config::Config;
 use crate::error::{self, Error};
@@ -167,6 +169,10 @@ impl<'a> Pipeline<'a> {
         let labelled = cfg.names_namespaces();
         let mut collected = Vec::new();
         let (targets, mut unseen) = targets(cfg)?;
+        // One look that shows owners walks /proc beside the dumps, on the
+        // other core (watch mode walks only for sockets it has not seen).
+        let owners_wanted = cfg.program || cfg.filter.needs_owners();
+        let mut walk = (owners_wanted && self.cache.is_none()).then(|| cfg.inputs.walk_owners());
         let follow = self.follows_events();
         let request = &self.request;
         let mut watched = self.cache.as_mut().map(|c| &mut c.watched);
@@ -259,8 +265,9 @@ impl<'a> Pipeline<'a> {
         let ftp = collected
             .iter()
             .any(|(_, _, _, conntrack)| conntrack.is_some());
-        if cfg.program || cfg.filter.needs_owners() || ftp {
-            self.fill_owners(collected.iter_mut().map(|(_, _, s, _)| s), notices)?;
+        if owners_wanted || ftp {
+            let walk = walk.take();
+            self.fill_owners(collected.iter_mut().map(|(_, _, s, _)| s), walk, notices)?;
         }
         let memory = self.cache.as_ref().map(|c| &c.memory);
         let parts: Vec<Part> = collected
@@ -332,6 +339,7 @@ impl<'a> Pipeline<'a> {
     fn fill_owners<'s>(
         &mut self,
         snapshots: impl Iterator<Item = &'s mut Snapshot>,
+        walk: Option<JoinHandle<std::io::Result<Walked>>>,
         notices: &mut Notices,
     ) -> Result<(), Error> {
         let inputs = &self.cfg.inputs;
@@ -343,13 +351,24 @@ impl<'a> Pipeline<'a> {
             .collect();
         let Some(cache) = &mut self.cache else {
             // one look: the owners move into their sockets
-            let owners = inputs.owners(&wanted, notices)?;
-            for s in snapshots.into_iter().flat_map(|s| s.sockets.iter_mut()) {
-                let list = crate::collect::processes::owners_of(&owners, s.inode);
-                if !list.is_empty() {
-                    s.processes = list.iter().map(|(_, p)| p.clone()).collect();
-                }
-            }
+            let owners = match walk {
+                Some(walk) => inputs.owners_from(walk, &wanted, notices)?,
+                None => inputs.owners(&wanted, notices)?,
+            };
+            let mut all: Vec<&mut model::Socket> = snapshots
+                .into_iter()
+                .flat_map(|s| s.sockets.iter_mut())
+                .collect();
+            let mut keys: Vec<(u64, u32)> = all
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.inode != 0)
+                .map(|(i, s)| (s.inode, i as u32))
+                .collect();
+            keys.sort_unstable();
+            crate::collect::processes::join_owners(&owners, keys, |i, list| {
+                all[i as usize].processes = list.iter().map(|(_, p)| p.clone()).collect();
+            });
             return Ok(());
         };
         if wanted.iter().any(|i| !cache.owners.contains_key(i)) {
@@ -357,15 +376,17 @@ impl<'a> Pipeline<'a> {
             let found = inputs.owners(&wanted, notices)?;
             // sockets without a visible owner are remembered as such
             cache.owners.clear();
-            cache.owners.extend(wanted.iter().map(|&i| {
-                (
-                    i,
-                    crate::collect::processes::owners_of(&found, i)
-                        .iter()
-                        .map(|(_, p)| p.clone())
-                        .collect(),
-                )
-            }));
+            let mut keys: Vec<u64> = wanted.iter().copied().collect();
+            keys.sort_unstable();
+            cache.owners.extend(keys.iter().map(|&i| (i, Vec::new())));
+            let owners = &mut cache.owners;
+            crate::collect::processes::join_owners(
+                &found,
+                keys.iter().map(|&i| (i, i)),
+                |i, list| {
+                    owners.insert(i, list.iter().map(|(_, p)| p.clone()).collect());
+                },
+            );
         } else {
             // forget the sockets that are gone
             cache.owners.retain(|i, _| wanted.contains(i));

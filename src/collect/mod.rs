@@ -243,7 +243,38 @@ impl Inputs {
         wanted: &HashSet<u64>,
         notices: &mut Notices,
     ) -> Result<Vec<(u64, Process)>, Error> {
-        let owners = processes::find_owners(&self.proc, wanted).map_err(|source| Error::Proc {
+        let owners = processes::find_owners(&self.proc, wanted);
+        self.said_owners(owners, notices)
+    }
+
+    /// Starts walking `/proc` for the owners of every socket, on threads of
+    /// its own, to run beside the dumps: [`Inputs::owners_from`] takes it.
+    pub fn walk_owners(&self) -> std::thread::JoinHandle<std::io::Result<processes::Walked>> {
+        let proc = self.proc.clone();
+        std::thread::spawn(move || processes::walk(&proc, None))
+    }
+
+    /// The owners of the sockets in `wanted` among what
+    /// [`Inputs::walk_owners`] found.
+    pub fn owners_from(
+        &self,
+        walk: std::thread::JoinHandle<std::io::Result<processes::Walked>>,
+        wanted: &HashSet<u64>,
+        notices: &mut Notices,
+    ) -> Result<Vec<(u64, Process)>, Error> {
+        let walked = walk
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the walk of /proc failed")));
+        let owners = walked.and_then(|w| processes::owners_among(&self.proc, w, wanted));
+        self.said_owners(owners, notices)
+    }
+
+    fn said_owners(
+        &self,
+        owners: std::io::Result<processes::Owners>,
+        notices: &mut Notices,
+    ) -> Result<Vec<(u64, Process)>, Error> {
+        let owners = owners.map_err(|source| Error::Proc {
             path: self.proc.clone(),
             source,
         })?;
