@@ -178,7 +178,12 @@ impl<'a> Pipeline<'a> {
         let mut watched = self.cache.as_mut().map(|c| &mut c.watched);
         let mut departures = Departures::new();
         let mut looked = HashSet::new();
-        for target in targets {
+        // without events to follow, the namespaces are read two at a time
+        let mut early = match watched.is_some() && follow {
+            false if targets.len() > 1 => collect_all(cfg, request, &targets),
+            _ => Vec::new(),
+        };
+        for (k, target) in targets.into_iter().enumerate() {
             let inode = target.id.inode;
             looked.insert(inode);
             let events = match (&mut watched, follow) {
@@ -200,11 +205,14 @@ impl<'a> Pipeline<'a> {
                 }
                 None => Vec::new(),
             };
-            let entered = netns::run_in(&target, || {
-                let mut found = Notices::default();
-                let events = events.map(|w| (&mut w.ledger, w.source.as_ref()));
-                collect_one(cfg, request, events, destroyed, &mut found).map(|c| (c, found))
-            });
+            let entered = match early.get_mut(k).and_then(Option::take) {
+                Some(entered) => entered,
+                None => netns::run_in(&target, || {
+                    let mut found = Notices::default();
+                    let events = events.map(|w| (&mut w.ledger, w.source.as_ref()));
+                    collect_one(cfg, request, events, destroyed, &mut found).map(|c| (c, found))
+                }),
+            };
             match entered {
                 Ok(Ok(((snapshot, conntrack, destroyed_at), found))) => {
                     notices.extend(found);
@@ -432,6 +440,40 @@ type DestroyedAt = HashMap<u64, std::time::SystemTime>;
 /// sockets `destroyed` since the refresh before that the dump does not
 /// explain join the snapshot after the dumped ones, `closed`, and conntrack
 /// comes from the table the events keep, where they keep one.
+/// What collecting one namespace came to: `Err` where it could not be
+/// entered, else what [`collect_one`] returned with its notices.
+type Entered = std::io::Result<Result<((Snapshot, Conntracked, DestroyedAt), Notices), Error>>;
+
+/// Collects every target with no events to follow, on two threads (each
+/// enters one namespace after another): with `--all-netns` most of a look
+/// is the kernel's dumps, one core each. In the targets' order.
+fn collect_all(cfg: &Config, request: &Request, targets: &[Target]) -> Vec<Option<Entered>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Entered>>> = targets
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(target) = targets.get(k) else { break };
+                    let entered = netns::run_in(target, || {
+                        let mut found = Notices::default();
+                        collect_one(cfg, request, None, Vec::new(), &mut found).map(|c| (c, found))
+                    });
+                    *slots[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(entered);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}
+
 fn collect_one(
     cfg: &Config,
     request: &Request,

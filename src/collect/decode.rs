@@ -21,6 +21,8 @@ pub use super::netlink::{
 use crate::model::{Endpoint, Family, Proto, Socket, State, TcpInfo, Timer, TimerKind};
 
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The compatibility request type (`TCPDIAG_GETSOCK`), of its answers too.
+pub const TCPDIAG_GETSOCK: u16 = 18;
 /// `sizeof(struct inet_diag_msg)`.
 pub const INET_DIAG_MSG_LEN: usize = 72;
 /// `INET_DIAG_SKV6ONLY`: sent for AF_INET6 sockets in LISTEN or CLOSE.
@@ -56,7 +58,8 @@ pub fn decode_message(
     proto: Proto,
     out: &mut Vec<Socket>,
 ) -> Result<(), DecodeError> {
-    if message.kind == SOCK_DIAG_BY_FAMILY {
+    // the answers to a `TCPDIAG_GETSOCK` dump are of that type
+    if message.kind == SOCK_DIAG_BY_FAMILY || message.kind == TCPDIAG_GETSOCK {
         out.push(decode_inet_diag_msg(message.payload, proto)?);
     }
     Ok(())

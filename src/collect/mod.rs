@@ -375,6 +375,34 @@ fn dump(
             Proto::Tcp => State::Listen.bit(),
             Proto::Udp => State::Close.bit(),
         };
+        // TCP of both families, unfiltered: one walk of the kernel's table
+        // rather than one a family; IPv4 first then IPv6, as two dumps list
+        // them. A kernel that refuses it gets a dump a family.
+        let both = [Family::Inet, Family::Inet6];
+        if proto == Proto::Tcp && filtered.is_none() && request.families == both {
+            let start = sockets.len();
+            if let Some(Ok(())) = diag.dump_tcp_both(request.states.get(proto), &mut sockets) {
+                let v6: Vec<Socket> = sockets
+                    .extract_if(start.., |s| s.family == Family::Inet6)
+                    .collect();
+                let counts = [
+                    (Family::Inet, sockets.len() - start),
+                    (Family::Inet6, v6.len()),
+                ];
+                sockets.extend(v6);
+                if request.verbose {
+                    for (family, n) in counts {
+                        notices.push(format!(
+                            "netlink {}/{}: the kernel returned {n} sockets (one dump of both families)",
+                            proto.name(),
+                            family.name(),
+                        ));
+                    }
+                }
+                continue;
+            }
+            sockets.truncate(start);
+        }
         for &family in &request.families {
             let start = sockets.len();
             let (states, bytecode) = match filtered {

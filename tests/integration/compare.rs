@@ -138,6 +138,25 @@ fn same_socket_set_as_ss() {
     assert_eq!(ours, theirs);
     assert!(ours.iter().any(|k| k.1 == "TIME_WAIT"), "{ours:?}");
     assert!(ours.len() >= 20, "{ours:?}");
+    // TCP of both families came in one dump (TCPDIAG_GETSOCK), listed as
+    // two dumps list them: IPv4, then IPv6
+    let out = ns.sockwho(&["-tan", "-v"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("one dump of both families"), "{said}");
+    let doc = ns.json(&["-tan"]);
+    let families: Vec<&str> = sockets(&doc)
+        .iter()
+        .map(|s| s["family"].as_str().unwrap())
+        .collect();
+    let first_v6 = families
+        .iter()
+        .position(|f| *f == "inet6")
+        .expect("IPv6 sockets");
+    assert!(
+        families[first_v6..].iter().all(|f| *f == "inet6"),
+        "{families:?}"
+    );
+    assert!(families[0] == "inet", "{families:?}");
     // and the same rows, in netstat's form
     let netstat_like = ns.sockwho_ok(&["-tuan"]);
     assert_eq!(netstat_like.lines().count(), ours.len() + 2);

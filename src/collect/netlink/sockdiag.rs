@@ -42,6 +42,17 @@ pub trait SockDiag {
         bytecode: Option<&[u8]>,
         out: &mut Vec<Socket>,
     ) -> Result<(), NetlinkError>;
+
+    /// Appends the TCP sockets of both families whose state bit is in
+    /// `states`, in one dump, where the source can (`None` where it
+    /// cannot: a replay, which holds one dump per family).
+    fn dump_tcp_both(
+        &mut self,
+        _states: u32,
+        _out: &mut Vec<Socket>,
+    ) -> Option<Result<(), NetlinkError>> {
+        None
+    }
 }
 
 /// A `NETLINK_SOCK_DIAG` socket of the caller's network namespace.
@@ -122,7 +133,42 @@ impl DiagSocket {
     }
 }
 
+impl DiagSocket {
+    /// The TCP sockets of both families in one walk of the kernel's
+    /// tables: the request of `TCPDIAG_GETSOCK`, which the kernel answers
+    /// with the family unspecified (`inet_diag_dump_compat()` in
+    /// net/ipv4/inet_diag.c), where an `inet_diag_req_v2` names one family
+    /// and each dump walks the whole hash table, the other family's sockets
+    /// and (namespaces sharing the host's table) every other namespace's
+    /// too. The answers are the same `inet_diag_msg`s, of the request's
+    /// type.
+    pub fn dump_tcp_both(
+        &mut self,
+        states: u32,
+        out: &mut Vec<Socket>,
+    ) -> Result<(), NetlinkError> {
+        let request = compat_request_bytes(states, self.info);
+        if self.info {
+            self.socket.dump(&request, out, |m, out| {
+                decode::decode_with_info(m, Proto::Tcp, out)
+            })
+        } else {
+            self.socket.dump(&request, out, |m, out| {
+                decode::decode_message(m, Proto::Tcp, out)
+            })
+        }
+    }
+}
+
 impl SockDiag for DiagSocket {
+    fn dump_tcp_both(
+        &mut self,
+        states: u32,
+        out: &mut Vec<Socket>,
+    ) -> Option<Result<(), NetlinkError>> {
+        Some(DiagSocket::dump_tcp_both(self, states, out))
+    }
+
     fn dump_filtered(
         &mut self,
         family: Family,
@@ -300,6 +346,30 @@ pub fn request_bytes(
     bytes
 }
 
+// `TCPDIAG_GETSOCK` (include/uapi/linux/inet_diag.h): the first request
+// type of sock_diag, kept for compatibility, which dumps TCP with no family.
+pub use crate::collect::decode::TCPDIAG_GETSOCK;
+
+/// A `TCPDIAG_GETSOCK` dump request: a `struct inet_diag_req` (the family,
+/// the prefix lengths, `idiag_ext`, a zero `inet_diag_sockid`, the states
+/// and `idiag_dbs`) after the header; `INET_DIAG_INFO` asked for with
+/// `info`, as in [`request_bytes`].
+pub fn compat_request_bytes(states: u32, info: bool) -> Vec<u8> {
+    const LEN: usize = 16 + 4 + 48 + 4 + 4;
+    let mut m = Vec::with_capacity(LEN);
+    m.extend_from_slice(&(LEN as u32).to_ne_bytes());
+    m.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // sequence: set by the dump
+    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    let ext = if info { ExtensionFlags::INFO.bits() } else { 0 };
+    m.extend_from_slice(&[libc::AF_INET as u8, 0, 0, ext]);
+    m.extend_from_slice(&[0; 48]);
+    m.extend_from_slice(&states.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m
+}
+
 /// `INET_DIAG_REQ_BYTECODE` in `enum { INET_DIAG_REQ_NONE, ... }`.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
 
@@ -338,6 +408,24 @@ mod tests {
             u32::from_ne_bytes(bytes[..4].try_into().unwrap()),
             FIXED as u32
         );
+    }
+
+    /// `struct nlmsghdr` then `struct inet_diag_req` (60 bytes): the type
+    /// `TCPDIAG_GETSOCK`, `idiag_ext` at byte 19, the states at 68.
+    #[test]
+    fn the_compat_request_is_an_inet_diag_req() {
+        for (info, ext) in [(false, 0), (true, 1 << (2 - 1))] {
+            let bytes = compat_request_bytes(0xfff, info);
+            assert_eq!(bytes.len(), 16 + 60);
+            let u16_at = |o: usize| u16::from_ne_bytes(bytes[o..o + 2].try_into().unwrap());
+            let u32_at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().unwrap());
+            assert_eq!(u32_at(0), 76);
+            assert_eq!(u16_at(4), 18);
+            assert_eq!(u16_at(6), 0x301, "NLM_F_REQUEST | NLM_F_DUMP");
+            assert_eq!(bytes[19], ext);
+            assert_eq!(u32_at(68), 0xfff);
+            assert_eq!(u32_at(72), 0);
+        }
     }
 
     /// The request of a dump without `-i`, byte for byte: no extension is
