@@ -243,7 +243,9 @@ fn drop_unused(ftp: &mut Ftp, seen: usize) {
 }
 
 /// A socket seen only as it went: TIME_WAIT and the other states of a
-/// socket its program has closed (orphaned: inode 0), or one a destroy
+/// socket its program has closed (orphaned: inode 0; CLOSE_WAIT too, where
+/// the program closed it with data unread, just before the kernel resets
+/// it: curl's active data connection), or one a destroy
 /// event reported. No process holds it any more, so "the same process"
 /// cannot be asked of it.
 fn orphaned(s: &Socket) -> bool {
@@ -252,7 +254,12 @@ fn orphaned(s: &Socket) -> bool {
         || (s.inode == 0
             && matches!(
                 s.state,
-                State::FinWait1 | State::FinWait2 | State::LastAck | State::Closing | State::Close
+                State::FinWait1
+                    | State::FinWait2
+                    | State::CloseWait
+                    | State::LastAck
+                    | State::Closing
+                    | State::Close
             ))
 }
 

@@ -822,3 +822,14 @@ fn a_shared_listener_does_not_make_a_tie() {
         tag(&f, 3)
     );
 }
+
+/// curl closes an active data connection with the server's FIN and bytes
+/// unread: CLOSE_WAIT with no descriptor, the moment before the kernel
+/// resets it. No process holds it: it is judged as the sockets that went
+/// are, not by its owner (tests/integration/ftp_brief.rs saw it unlabelled).
+#[test]
+fn close_wait_with_no_descriptor_is_orphaned() {
+    let s = Socket::tcp("10.77.0.2:38527", Some("10.77.0.1:56421")).state(State::CloseWait);
+    assert!(orphaned(&s.clone().inode(0)));
+    assert!(!orphaned(&s.inode(77)), "still held: its owner tells");
+}
