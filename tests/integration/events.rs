@@ -19,12 +19,13 @@ use crate::harness::{
     BIN, NFT, Netns, SETPRIV, binary_for_anyone, can_use_netns, has_tools, reset,
 };
 
-/// One test of these at a time: the kernel sends every namespace's destroy
-/// events from one work queue, so one test's bursts would delay another's
-/// events past its end.
+/// One test of these at a time (and of the others that count on destroy
+/// events of short connections, `ftp_brief`'s watched sessions): the kernel
+/// sends every namespace's destroy events from one work queue, so one
+/// test's bursts would delay another's events past its end.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -539,6 +539,8 @@ impl Drop for Watcher {
 #[test]
 fn watched_short_sessions_each_data_connection_joins_its_own_session() {
     let test = "watched_short_sessions_each_data_connection_joins_its_own_session";
+    // no burst of another test's destroy events delays these
+    let _one = crate::events::one_at_a_time();
     if !can_use_netns(test) || !has_tools(test, &[PYFTPDLIB, CURL]) {
         return;
     }
