@@ -256,7 +256,9 @@ impl Replay {
         let mut rest = &self.bytes[..];
         loop {
             let (progress, used) = walk_from(rest, None, |m| {
-                if m.kind != SOCK_DIAG_BY_FAMILY {
+                // ss's answers, or those to a TCPDIAG_GETSOCK (as the live
+                // decoder takes them)
+                if m.kind != SOCK_DIAG_BY_FAMILY && m.kind != TCPDIAG_GETSOCK {
                     return Ok(());
                 }
                 let mut socket = decode::decode_inet_diag_msg(m.payload, Proto::Tcp)?;
