@@ -140,13 +140,6 @@ pub fn join_owners<T>(
     }
 }
 
-/// The owners of `inode` in a sorted `by_inode`.
-pub fn owners_of(by_inode: &[(u64, Process)], inode: u64) -> &[(u64, Process)] {
-    let start = by_inode.partition_point(|(i, _)| *i < inode);
-    let end = start + by_inode[start..].partition_point(|(i, _)| *i == inode);
-    &by_inode[start..end]
-}
-
 fn open_dir<P: rustix::path::Arg>(dir: BorrowedFd<'_>, path: P) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         dir,
@@ -305,8 +298,10 @@ mod tests {
         let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap();
         let inode = socket_inode(link.as_os_str().as_bytes()).unwrap();
         let owners = find_owners(Path::new("/proc"), &HashSet::from([inode])).unwrap();
-        let list = owners_of(&owners.by_inode, inode);
-        assert_eq!(list.len(), 1);
-        assert_eq!(list[0].1.pid, std::process::id());
+        let mut pids = Vec::new();
+        join_owners(&owners.by_inode, [(inode, ())], |(), list| {
+            pids.extend(list.iter().map(|(_, p)| p.pid));
+        });
+        assert_eq!(pids, [std::process::id()]);
     }
 }
