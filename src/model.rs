@@ -261,6 +261,11 @@ pub struct Socket {
     /// watch mode), never in a dump: the fields are what the kernel said as
     /// it went (uid and inode 0, no owners).
     pub closed: bool,
+    /// In the dump with an inode, but a walk of `/proc` made after it, that
+    /// could read every process, found no descriptor of it: its program
+    /// closed it (or ended) in between, so it is seen as it went. Set by the
+    /// pipeline, for FTP; never in an output.
+    pub owner_gone: bool,
     /// When the connection ended, where that is known: a closed socket's
     /// destroy, or the moment it entered TIME_WAIT (its timer counted back
     /// from the kernel's fixed 60 s). Set by the pipeline, for FTP's timing
@@ -345,6 +350,7 @@ impl Socket {
             v6only: None,
             processes: Vec::new(),
             closed: false,
+            owner_gone: false,
             ended: None,
             tcp_info: None,
         }

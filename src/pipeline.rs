@@ -49,6 +49,9 @@ pub struct Pipeline<'a> {
 #[derive(Debug, Default)]
 struct Cache {
     owners: HashMap<u64, Vec<model::Process>>,
+    /// The walk that found `owners` could read every process: a socket it
+    /// found no owner of had been closed by its program (`owner_gone`).
+    owners_complete: bool,
     memory: HashMap<u64, Memory>,
     /// How often /proc was walked for owners (said with -v).
     owner_walks: usize,
@@ -358,7 +361,10 @@ impl<'a> Pipeline<'a> {
             .filter(|&i| i != 0)
             .collect();
         let Some(cache) = &mut self.cache else {
-            // one look: the owners move into their sockets
+            // one look: the owners move into their sockets. A walk begun
+            // beside the dump can miss a socket opened after it passed its
+            // owner; one made after the dump cannot.
+            let after_dump = walk.is_none();
             let owners = match walk {
                 Some(walk) => inputs.owners_from(walk, &wanted, notices)?,
                 None => inputs.owners(&wanted, notices)?,
@@ -374,14 +380,20 @@ impl<'a> Pipeline<'a> {
                 .map(|(i, s)| (s.inode, i as u32))
                 .collect();
             keys.sort_unstable();
-            crate::collect::processes::join_owners(&owners, keys, |i, list| {
+            crate::collect::processes::join_owners(&owners.by_inode, keys, |i, list| {
                 all[i as usize].processes = list.iter().map(|(_, p)| p.clone()).collect();
             });
+            if after_dump && owners.denied == 0 {
+                for s in all.into_iter().filter(|s| s.inode != 0) {
+                    s.owner_gone = s.processes.is_empty();
+                }
+            }
             return Ok(());
         };
         if wanted.iter().any(|i| !cache.owners.contains_key(i)) {
             cache.owner_walks += 1;
             let found = inputs.owners(&wanted, notices)?;
+            cache.owners_complete = found.denied == 0;
             // sockets without a visible owner are remembered as such
             cache.owners.clear();
             let mut keys: Vec<u64> = wanted.iter().copied().collect();
@@ -389,7 +401,7 @@ impl<'a> Pipeline<'a> {
             cache.owners.extend(keys.iter().map(|&i| (i, Vec::new())));
             let owners = &mut cache.owners;
             crate::collect::processes::join_owners(
-                &found,
+                &found.by_inode,
                 keys.iter().map(|&i| (i, i)),
                 |i, list| {
                     owners.insert(i, list.iter().map(|(_, p)| p.clone()).collect());
@@ -402,6 +414,7 @@ impl<'a> Pipeline<'a> {
         for s in snapshots.into_iter().flat_map(|s| s.sockets.iter_mut()) {
             if let Some(list) = cache.owners.get(&s.inode) {
                 s.processes = list.clone();
+                s.owner_gone = cache.owners_complete && list.is_empty();
             }
         }
         Ok(())

@@ -165,6 +165,7 @@ pub fn decode_inet_diag_msg(p: &[u8], proto: Proto) -> Result<Socket, DecodeErro
         v6only: v6only_attr(&p[INET_DIAG_MSG_LEN..]),
         processes: Vec::new(),
         closed: false,
+        owner_gone: false,
         ended: None,
         tcp_info: None,
     })

@@ -30,7 +30,7 @@ use crate::cli::SourceChoice;
 use crate::error::Error;
 use crate::filter::PortSpec;
 use crate::filter::expr::{Expr, Lookup};
-use crate::model::{Conntrack, Family, PortRange, Process, Proto, Snapshot, Socket, Source, State};
+use crate::model::{Conntrack, Family, PortRange, Proto, Snapshot, Socket, Source, State};
 use names::{Services, Users};
 
 /// Non-fatal problems, each said once on stderr.
@@ -237,12 +237,13 @@ impl Inputs {
         conntrack::read(&self.net_root())
     }
 
-    /// The owners of the sockets whose inodes are in `wanted`.
+    /// The owners of the sockets whose inodes are in `wanted`, and how many
+    /// processes could not be read.
     pub fn owners(
         &self,
         wanted: &HashSet<u64>,
         notices: &mut Notices,
-    ) -> Result<Vec<(u64, Process)>, Error> {
+    ) -> Result<processes::Owners, Error> {
         let owners = processes::find_owners(&self.proc, wanted);
         self.said_owners(owners, notices)
     }
@@ -261,7 +262,7 @@ impl Inputs {
         walk: std::thread::JoinHandle<std::io::Result<processes::Walked>>,
         wanted: &HashSet<u64>,
         notices: &mut Notices,
-    ) -> Result<Vec<(u64, Process)>, Error> {
+    ) -> Result<processes::Owners, Error> {
         let walked = walk
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the walk of /proc failed")));
@@ -273,7 +274,7 @@ impl Inputs {
         &self,
         owners: std::io::Result<processes::Owners>,
         notices: &mut Notices,
-    ) -> Result<Vec<(u64, Process)>, Error> {
+    ) -> Result<processes::Owners, Error> {
         let owners = owners.map_err(|source| Error::Proc {
             path: self.proc.clone(),
             source,
@@ -284,7 +285,7 @@ impl Inputs {
                 owners.denied
             ));
         }
-        Ok(owners.by_inode)
+        Ok(owners)
     }
 }
 

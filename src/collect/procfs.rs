@@ -143,6 +143,7 @@ pub fn parse_line(line: &str, family: Family, proto: Proto) -> Option<Socket> {
         v6only: None,
         processes: Vec::new(),
         closed: false,
+        owner_gone: false,
         ended: None,
         tcp_info: None,
     })

@@ -227,3 +227,59 @@ fn the_pipeline_runs_on_replayed_inputs_in_process() {
     assert_eq!(parts[0].port_range.low, 20000);
     assert!(notices.lines().is_empty(), "{:?}", notices.lines());
 }
+
+/// A /proc tree with two TCP sockets of the client's side of a passive
+/// session: curl's control connection (held by PID 20) and a data
+/// connection, open when the table was read, whose inode `holder` holds
+/// (or no one: curl closed it before the walk of /proc got to it).
+fn client_side_tree(dir: &Path, holder: Option<(u32, &str)>) {
+    let net = dir.join("net");
+    std::fs::create_dir_all(&net).unwrap();
+    // 10.231.0.2:36614 -> 10.231.0.1:21 (inode 7), :42614 -> :57489 (inode 9)
+    let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+        0: 0200E70A:8F06 0100E70A:0015 01 00000000:00000000 00:00000000 00000000     0        0 7 1 0000000000000000 20 0 0 10 -1\n   \
+        1: 0200E70A:A676 0100E70A:E091 01 00000000:00000000 00:00000000 00000000     0        0 9 1 0000000000000000 20 0 0 10 -1\n";
+    std::fs::write(net.join("tcp"), tcp).unwrap();
+    for ((pid, name), inode) in [Some((20, "curl")), holder]
+        .into_iter()
+        .flatten()
+        .zip([7, 9])
+    {
+        let fd = dir.join(format!("{pid}/fd"));
+        std::fs::create_dir_all(&fd).unwrap();
+        std::fs::write(dir.join(format!("{pid}/comm")), format!("{name}\n")).unwrap();
+        std::os::unix::fs::symlink(format!("socket:[{inode}]"), fd.join("3")).unwrap();
+    }
+}
+
+/// A data connection whose owner closed it between the dump and the walk
+/// for owners is seen as it went: it joins the session still open, saying
+/// `owner-gone`. One that another process holds stays out.
+#[test]
+fn a_socket_no_process_holds_after_the_dump_is_seen_as_it_went() {
+    let data_of = |holder: Option<(u32, &str)>| {
+        let dir = tempfile::tempdir().unwrap();
+        client_side_tree(dir.path(), holder);
+        let (out, _) = replay(
+            &[("SOCKWHO_PROC_ROOT", dir.path())],
+            &["-tan", "--format", "json"],
+        );
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        let sockets = doc["sockets"].as_array().unwrap().clone();
+        sockets
+            .into_iter()
+            .find(|s| s["local"]["port"] == 42614)
+            .expect("the data connection")
+    };
+    let gone = data_of(None);
+    let f = &gone["ftp"];
+    assert_eq!(f["role"], "data", "{gone}");
+    assert_eq!(f["mode"], "passive", "{gone}");
+    assert_eq!(f["control"]["client"]["port"], 36614, "{gone}");
+    let evidence = f["evidence"].as_array().unwrap();
+    assert!(evidence.iter().any(|e| e == "owner-gone"), "{gone}");
+    assert_eq!(gone["direction"], "outbound", "{gone}");
+    // must not: held by a process that is not curl, it is no data of curl's
+    let held = data_of(Some((21, "other")));
+    assert!(held["ftp"].is_null(), "{held}");
+}

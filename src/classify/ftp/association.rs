@@ -363,7 +363,12 @@ impl Found<'_> {
         let (local, remote) = canonical_ends(s);
         let flow = self.ct.flow_of(s);
         let orphan = orphaned(s);
-        let ended = s.ended.filter(|_| orphan);
+        // closed by its program between the dump and the walk: it was
+        // open when the table was read
+        let ended = match s.owner_gone {
+            true => s.ended.or(self.dumped),
+            false => s.ended.filter(|_| orphan),
+        };
         let mut candidates = Vec::new();
         // a session ruled out because its control connection ended first
         let mut ruled_out = false;
@@ -485,6 +490,9 @@ impl Found<'_> {
         let mut confidence = chosen.confidence(several);
         let hosts_only = chosen.hosts_only;
         let mut evidence = chosen.evidence;
+        if s.owner_gone {
+            evidence.push(FtpEvidence::OwnerGone);
+        }
         if timed {
             evidence.push(FtpEvidence::Timing);
             // the one session between these hosts that was still open

@@ -557,3 +557,48 @@ fn timing_ties_a_closed_data_connection_to_the_session_it_ended_with() {
     let c = run(&[earlier, data], None, None);
     assert_eq!(tag(&c, 1), None);
 }
+
+/// curl's passive data connection, closed by curl between the dump (which
+/// saw it open, with its inode) and the walk of /proc (which found no one
+/// holding it): seen as it went, it joins the session still open when the
+/// table was read, not the one that had ended before.
+#[test]
+fn a_socket_whose_owner_went_after_the_dump_is_seen_as_it_went() {
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let server = "10.231.0.1";
+    let control = |port: u16| format!("10.231.0.2:{port}");
+    let earlier = time_wait(&control(36596), &format!("{server}:21")).ended(ms(0));
+    let open = Socket::tcp(&control(36614), Some(&format!("{server}:21")))
+        .inode(7)
+        .process(20, "curl");
+    let data = Socket::tcp("10.231.0.2:42614", Some(&format!("{server}:57489"))).inode(9);
+    let at_dump = |data: Socket| {
+        let snapshot = Snapshot {
+            sockets: vec![earlier.clone(), open.clone(), data],
+            dumped: Some(ms(50)),
+            ..Default::default()
+        };
+        let c = classify(
+            &snapshot,
+            ClassifyContext {
+                conntrack: None,
+                ftp_ports: &[],
+                memory: None,
+            },
+        );
+        assert_agree(&snapshot.sockets, &c.labels);
+        c
+    };
+    let mut gone = data.clone();
+    gone.owner_gone = true;
+    let c = at_dump(gone);
+    let f = c.labels[2].ftp.as_deref().expect("labelled");
+    assert_eq!((f.role, f.side, f.mode), (Data, Client, Some(Passive)));
+    assert_eq!(c.sessions[f.session as usize - 1].client.port, 36614);
+    let e = evidence(&c, 2);
+    assert!(e.contains(&F::OwnerGone) && e.contains(&F::Timing), "{e:?}");
+    // must not: with no owner to be seen (another user's, unprivileged),
+    // an open socket is not tied by the hosts alone
+    assert_eq!(tag(&at_dump(data), 2), None);
+}

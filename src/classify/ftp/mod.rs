@@ -129,6 +129,10 @@ wire_enum! {
         /// The session's control connection is closing, or gone and
         /// remembered (watch mode).
         RecentControl => "recent-control",
+        /// Its program closed it between the dump and the walk of `/proc`
+        /// for owners (one that could read every process): seen as it
+        /// went, though its state is still open.
+        OwnerGone => "owner-gone",
         /// Only one end's port is in this host's ephemeral range: that end
         /// opened it, by the direction's convention. A guess.
         EphemeralPort => "ephemeral-port",
@@ -245,11 +249,12 @@ fn drop_unused(ftp: &mut Ftp, seen: usize) {
 /// A socket seen only as it went: TIME_WAIT and the other states of a
 /// socket its program has closed (orphaned: inode 0; CLOSE_WAIT too, where
 /// the program closed it with data unread, just before the kernel resets
-/// it: curl's active data connection), or one a destroy
-/// event reported. No process holds it any more, so "the same process"
-/// cannot be asked of it.
+/// it: curl's active data connection), one a destroy event reported, or
+/// one whose program closed it just after the dump (`owner_gone`). No
+/// process holds it any more, so "the same process" cannot be asked of it.
 fn orphaned(s: &Socket) -> bool {
     s.closed
+        || s.owner_gone
         || s.state == State::TimeWait
         || (s.inode == 0
             && matches!(

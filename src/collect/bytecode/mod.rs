@@ -484,6 +484,7 @@ pub(crate) mod tests {
             v6only: None,
             processes: Vec::new(),
             closed: false,
+            owner_gone: false,
             ended: None,
             tcp_info: None,
         }
