@@ -266,6 +266,8 @@ pub fn socket(u: &mut Unstructured<'_>, addrs: &[IpAddr], ports: &[u16]) -> Resu
         // when it went: the classifier's timing evidence, left to the
         // collectors (an Instant is not arbitrary input)
         ended: None,
+        // the owner walk's verdict: it comes with the processes, none here
+        owner_gone: false,
     })
 }
 
