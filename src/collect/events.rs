@@ -87,8 +87,12 @@ const CONNTRACK_RESYNC: Duration = Duration::from_secs(30);
 
 /// How long a socket that a refresh saw go away waits for its destroy
 /// event, which the kernel sends from a work queue: a late event for it is
-/// not a closed socket of its own.
-const LATE_EVENT: Duration = Duration::from_secs(2);
+/// not a closed socket of its own. On a loaded machine that queue (one for
+/// every namespace's events) and our reader fall seconds behind: with 2 s,
+/// the test suite on two busy cores saw one server end of 1,500 reported
+/// `removed` and then `closed`. A socket waits here only until its event
+/// comes, so the longer wait costs memory only for events the kernel lost.
+const LATE_EVENT: Duration = Duration::from_secs(10);
 const LATE_EVENT_REFRESHES: u64 = 3;
 
 // ctnetlink's message types: the subsystem in the high byte
