@@ -226,7 +226,7 @@ pub(crate) trait Transport {
 /// answer was interrupted. `out` holds the last answer's entries after what
 /// it held before; on an error, only what it held before.
 pub(crate) fn dump_over<T>(
-    transport: &mut impl Transport,
+    transport: &mut (impl Transport + Send),
     seq: &mut u32,
     request: &[u8],
     out: &mut Vec<T>,
@@ -255,26 +255,73 @@ pub(crate) fn dump_over<T>(
 }
 
 /// One dump; returns whether it was interrupted.
+///
+/// The kernel makes each datagram of a dump in the receive that takes the
+/// one before (`netlink_recvmsg()` calls `netlink_dump()` once it has
+/// copied a datagram out), so a dump read and decoded on one thread does
+/// the kernel's work and the decoding one after the other. A dump that
+/// does not end with its first datagram (one of about 32 KiB: a couple of
+/// hundred sockets) is therefore received on a thread of its own while
+/// this one decodes: at 200,000 sockets the kernel's part is most of a
+/// dump's time, and the decoding then takes none of its own.
 fn dump_once<T>(
-    transport: &mut impl Transport,
+    transport: &mut (impl Transport + Send),
     seq: u32,
     request: &[u8],
     out: &mut Vec<T>,
     decode: &mut impl FnMut(Message<'_>, &mut Vec<T>) -> Result<(), DecodeError>,
 ) -> Result<bool, NetlinkError> {
     transport.send(request)?;
-    let mut interrupted = false;
-    loop {
-        let datagram = transport.recv()?;
-        // Nothing the kernel sends is empty; a loop on one would never end.
-        if datagram.is_empty() {
-            return Err(NetlinkError::Truncated("empty datagram"));
+    let first = received(transport.recv())?;
+    let (progress, _) = walk_from(first, Some(seq), |m| decode(m, out))?;
+    if progress.done {
+        return Ok(progress.interrupted);
+    }
+    let mut interrupted = progress.interrupted;
+    std::thread::scope(|scope| {
+        // datagrams the decoder has not taken yet; a few are enough to keep
+        // the receiving thread going, and bound the memory held
+        let (full, taken) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, NetlinkError>>(8);
+        let (spent, reused) = std::sync::mpsc::channel::<Vec<u8>>();
+        scope.spawn(move || {
+            loop {
+                let got = received(transport.recv()).map(|datagram| {
+                    let mut buf = reused.try_recv().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(datagram);
+                    buf
+                });
+                // the last: its NLMSG_DONE or error, or bytes that cannot
+                // be walked (the decoder says what is wrong with them)
+                let last = got.as_ref().map_or(true, |d| {
+                    walk_from(d, Some(seq), |_| Ok(())).map_or(true, |(p, _)| p.done)
+                });
+                // a decoder that stopped early has let go of `taken`
+                if full.send(got).is_err() || last {
+                    return;
+                }
+            }
+        });
+        for got in taken {
+            let datagram = got?;
+            let (progress, _) = walk_from(&datagram, Some(seq), |m| decode(m, out))?;
+            interrupted |= progress.interrupted;
+            if progress.done {
+                return Ok(interrupted);
+            }
+            let _ = spent.send(datagram);
         }
-        let (progress, _) = walk_from(datagram, Some(seq), |m| decode(m, out))?;
-        interrupted |= progress.interrupted;
-        if progress.done {
-            return Ok(interrupted);
-        }
+        // the receiving thread stops only after what ends the dump
+        Err(NetlinkError::Truncated("dump"))
+    })
+}
+
+/// A received datagram, or why there is none: nothing the kernel sends is
+/// empty, and a loop on an empty one would never end.
+fn received(got: Result<&[u8], NetlinkError>) -> Result<&[u8], NetlinkError> {
+    match got? {
+        [] => Err(NetlinkError::Truncated("empty datagram")),
+        datagram => Ok(datagram),
     }
 }
 

@@ -516,3 +516,56 @@ fn error_texts_are_one_line_without_os_error() {
         "cannot open a netlink socket: Permission denied"
     );
 }
+
+/// A dump longer than its first datagram is received on a thread of its
+/// own: every entry arrives, in the kernel's order, and the receiving stops
+/// at `NLMSG_DONE` (the script's next answer is never asked for). A
+/// datagram that does not decode midway ends the dump with its error and
+/// nothing of it, while the receiver still has answers to take: it does
+/// not hang.
+#[test]
+fn a_long_dump_is_received_beside_its_decoding() {
+    for user in &USERS {
+        let middle = vec![user.dump[0]; 40];
+        let long: Vec<&[u8]> = middle.iter().copied().chain([user.dump[1]]).collect();
+        let mut answer = Script::replies(&long);
+        answer.push(Answer::Reply(error(libc::EPERM)));
+        let mut script = Script::new(vec![answer]);
+        let (result, out) = dump_as(user, &mut script);
+        assert!(result.is_ok(), "{}: {result:?}", user.name);
+        let mut want = Vec::new();
+        for d in &long {
+            walk_as(user, d, &mut want).unwrap();
+        }
+        assert_eq!(out, want, "{}", user.name);
+        assert_eq!(
+            script.next,
+            long.len(),
+            "{}: read past NLMSG_DONE",
+            user.name
+        );
+        // in the middle of it, a datagram cut short (the receiver stops
+        // there too), or one whose message is too short for its type (the
+        // receiver goes on to the end)
+        let cut = &user.dump[0][..user.dump[0].len() - 3];
+        let kind = u16::from_ne_bytes(user.dump[0][4..6].try_into().unwrap());
+        let short = message(kind, &[1, 2, 3, 4]);
+        for wrong in [cut, &short[..]] {
+            let mut bad: Vec<&[u8]> = vec![user.dump[0]; 3];
+            bad.push(wrong);
+            bad.extend(vec![user.dump[0]; 40]);
+            bad.push(user.dump[1]);
+            let mut script = Script::new(vec![Script::replies(&bad)]);
+            let (result, out) = dump_as(user, &mut script);
+            assert!(
+                matches!(
+                    result,
+                    Err(NetlinkError::Malformed(_) | NetlinkError::Truncated(_))
+                ),
+                "{}: {result:?}",
+                user.name
+            );
+            assert!(out.is_empty(), "{}: {out:?}", user.name);
+        }
+    }
+}
