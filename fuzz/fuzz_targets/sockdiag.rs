@@ -57,6 +57,7 @@ fn sentinel() -> Socket {
         closed: false,
         tcp_info: None,
         ended: None,
+        owner_gone: false,
     }
 }
 
