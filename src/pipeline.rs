@@ -369,7 +369,7 @@ impl<'a> Pipeline<'a> {
                 Some(walk) => inputs.owners_from(walk, &wanted, notices)?,
                 None => inputs.owners(&wanted, notices)?,
             };
-            let mut all: Vec<&mut model::Socket> = snapshots
+            let all: Vec<&mut model::Socket> = snapshots
                 .into_iter()
                 .flat_map(|s| s.sockets.iter_mut())
                 .collect();
@@ -380,12 +380,20 @@ impl<'a> Pipeline<'a> {
                 .map(|(i, s)| (s.inode, i as u32))
                 .collect();
             keys.sort_unstable();
-            crate::collect::processes::join_owners(&owners.by_inode, keys, |i, list| {
-                all[i as usize].processes = list.iter().map(|(_, p)| p.clone()).collect();
+            // where each socket's owners are, found in inode order; their
+            // lists are then made in the sockets' order, so that the table
+            // reads them in the order they lie in memory (made in inode
+            // order, a socket's list missed the cache: 50 ms of `-tanp`)
+            let mut at = vec![(0u32, 0u32); all.len()];
+            crate::collect::processes::join_owners(&owners.by_inode, keys, |i, found| {
+                at[i as usize] = (found.start as u32, found.end as u32);
             });
-            if after_dump && owners.denied == 0 {
-                for s in all.into_iter().filter(|s| s.inode != 0) {
-                    s.owner_gone = s.processes.is_empty();
+            let complete = after_dump && owners.denied == 0;
+            for (s, (from, to)) in all.into_iter().zip(at) {
+                let found = &owners.by_inode[from as usize..to as usize];
+                s.processes = found.iter().map(|(_, p)| p.clone()).collect();
+                if complete && s.inode != 0 {
+                    s.owner_gone = found.is_empty();
                 }
             }
             return Ok(());
@@ -403,8 +411,9 @@ impl<'a> Pipeline<'a> {
             crate::collect::processes::join_owners(
                 &found.by_inode,
                 keys.iter().map(|&i| (i, i)),
-                |i, list| {
-                    owners.insert(i, list.iter().map(|(_, p)| p.clone()).collect());
+                |i, at| {
+                    let list = found.by_inode[at].iter().map(|(_, p)| p.clone());
+                    owners.insert(i, list.collect());
                 },
             );
         } else {

@@ -72,10 +72,17 @@ pub fn walk(proc_root: &Path, wanted: Option<&HashSet<u64>>) -> io::Result<Walke
     let next = AtomicUsize::new(0);
     let found: Vec<Walked> = std::thread::scope(|scope| {
         let (root, pids, next) = (root.as_fd(), &pids[..], &next);
-        let handles: Vec<_> = (0..threads)
-            .map(|_| scope.spawn(move || scan(root, pids, next, wanted)))
+        // this thread is one of them
+        let handles: Vec<_> = (1..threads)
+            .filter_map(|_| {
+                let scan = move || scan(root, pids, next, wanted);
+                std::thread::Builder::new().spawn_scoped(scope, scan).ok()
+            })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        // where no other thread could be made, this one walks all
+        let here = scan(root, pids, next, wanted);
+        let there = handles.into_iter().filter_map(|h| h.join().ok());
+        there.chain([here]).collect()
     });
     let mut walked = Walked {
         pairs: Vec::with_capacity(found.iter().map(|f| f.pairs.len()).sum()),
@@ -116,13 +123,14 @@ pub fn owners_among(proc_root: &Path, walked: Walked, wanted: &HashSet<u64>) -> 
 }
 
 /// Joins `by_inode` (sorted) with `keys`, (inode, item) pairs sorted by
-/// inode: `found` gets each item with its inode's owners, where it has any.
-/// One pass over both, in memory's order: a binary search per socket
-/// missed the cache at every step (a third of `-tanp` at 200,000 sockets).
+/// inode: `found` gets each item with where its inode's owners are in
+/// `by_inode`, where it has any. One pass over both, in memory's order: a
+/// binary search per socket missed the cache at every step (a third of
+/// `-tanp` at 200,000 sockets).
 pub fn join_owners<T>(
     by_inode: &[(u64, Process)],
     keys: impl IntoIterator<Item = (u64, T)>,
-    mut found: impl FnMut(T, &[(u64, Process)]),
+    mut found: impl FnMut(T, std::ops::Range<usize>),
 ) {
     let mut at = 0;
     for (inode, item) in keys {
@@ -135,7 +143,7 @@ pub fn join_owners<T>(
                 .take_while(|(i, _)| *i == inode)
                 .count();
         if end > at {
-            found(item, &by_inode[at..end]);
+            found(item, at..end);
         }
     }
 }
@@ -299,8 +307,8 @@ mod tests {
         let inode = socket_inode(link.as_os_str().as_bytes()).unwrap();
         let owners = find_owners(Path::new("/proc"), &HashSet::from([inode])).unwrap();
         let mut pids = Vec::new();
-        join_owners(&owners.by_inode, [(inode, ())], |(), list| {
-            pids.extend(list.iter().map(|(_, p)| p.pid));
+        join_owners(&owners.by_inode, [(inode, ())], |(), at| {
+            pids.extend(owners.by_inode[at].iter().map(|(_, p)| p.pid));
         });
         assert_eq!(pids, [std::process::id()]);
     }

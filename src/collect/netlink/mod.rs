@@ -283,7 +283,7 @@ fn dump_once<T>(
         // the receiving thread going, and bound the memory held
         let (full, taken) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, NetlinkError>>(8);
         let (spent, reused) = std::sync::mpsc::channel::<Vec<u8>>();
-        scope.spawn(move || {
+        let receiving = std::thread::Builder::new().spawn_scoped(scope, move || {
             loop {
                 let got = received(transport.recv()).map(|datagram| {
                     let mut buf = reused.try_recv().unwrap_or_default();
@@ -302,6 +302,8 @@ fn dump_once<T>(
                 }
             }
         });
+        // no thread to be had (RLIMIT_NPROC): said as an error, not a panic
+        receiving.map_err(NetlinkError::Io)?;
         for got in taken {
             let datagram = got?;
             let (progress, _) = walk_from(&datagram, Some(seq), |m| decode(m, out))?;
