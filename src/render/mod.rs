@@ -4,6 +4,7 @@
 
 pub mod before;
 pub mod csv;
+mod digits;
 pub mod escape;
 pub mod events;
 pub mod ftp;

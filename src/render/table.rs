@@ -25,6 +25,7 @@ use std::net::IpAddr;
 
 use owo_colors::Style;
 
+use super::digits::{push_decimal, push_ip};
 use super::escape::{TABLE, terminal_safe};
 use super::palette::Palette;
 use crate::classify::Row;
@@ -627,41 +628,11 @@ fn push_spaces(line: &mut String, n: usize) {
     }
 }
 
-/// `n` in decimal, by hand: `write!` through `Display` was most of the
-/// owner column's cost (`PID/Program name`, 50 ms of `-tanp` at 200,000
-/// sockets), and every count and port takes this way too.
-fn push_decimal(n: u64, arena: &mut String) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    arena.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
-}
-
 /// IPv4 by hand (the common case, and `Display` for it is slow); IPv6 by
 /// `Display`, which gives the RFC 5952 form. A v4-mapped address shows as
 /// the IPv4 address it maps, as netstat prints it.
 fn push_addr(addr: IpAddr, arena: &mut String) {
-    match canonical(addr) {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    arena.push('.');
-                }
-                push_decimal(octet.into(), arena);
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(arena, "{v6}");
-        }
-    }
+    push_ip(canonical(addr), arena);
 }
 
 #[cfg(test)]
@@ -685,21 +656,6 @@ mod tests {
         .write(&[Part::classified(sockets, None)], &mut out)
         .unwrap();
         String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn decimals_are_what_display_writes() {
-        let mut n = 1u64;
-        let mut all = vec![0, u64::from(u16::MAX), u64::from(u32::MAX), u64::MAX];
-        while let Some(next) = n.checked_mul(10) {
-            all.extend([n - 1, n, n + 1]);
-            n = next;
-        }
-        for n in all {
-            let mut arena = String::from("x");
-            push_decimal(n, &mut arena);
-            assert_eq!(arena, format!("x{n}"));
-        }
     }
 
     /// What glibc's printf writes for these (`printf '%g'`, `'%.3g'`).
