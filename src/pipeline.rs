@@ -280,6 +280,9 @@ impl<'a> Pipeline<'a> {
             let walk = walk.take();
             self.fill_owners(collected.iter_mut().map(|(_, _, s, _)| s), walk, notices)?;
         }
+        for (_, _, snapshot, _) in &mut collected {
+            queued_where_owners_went(&mut snapshot.sockets);
+        }
         let memory = self.cache.as_ref().map(|c| &c.memory);
         let parts: Vec<Part> = collected
             .into_iter()
@@ -496,6 +499,51 @@ fn collect_all(cfg: &Config, request: &Request, targets: &[Target]) -> Vec<Optio
         .collect()
 }
 
+/// A connection waiting in a listener's queue (accepted by no process yet:
+/// TCP, inode 0, ESTABLISHED, CLOSE_WAIT or SYN_RECV) whose listener is not
+/// in the table, or whose listener's program closed it between the dump and
+/// the walk of /proc (`owner_gone`), goes with its listener (`owner_gone`
+/// too): the queue is reset with the listener, or its program took the
+/// connection a moment before and nothing tells which process has it.
+/// Curl's active data connections are so, when the server connects, sends
+/// and closes before curl accepts and curl's listener is gone by the walk
+/// or by the dump: they were left unlabelled, the listener covering them
+/// like a service's, or nothing tying them to a session at all.
+fn queued_where_owners_went(sockets: &mut [model::Socket]) {
+    let queued = |s: &model::Socket| {
+        s.proto == Proto::Tcp
+            && s.inode == 0
+            && !s.closed
+            && matches!(
+                s.state,
+                State::Established | State::CloseWait | State::SynRecv
+            )
+    };
+    if !sockets.iter().any(queued) {
+        return;
+    }
+    // each listener in the table: whether its owner went after the dump
+    let listeners: HashMap<model::Endpoint, bool> = sockets
+        .iter()
+        .filter(|s| s.proto == Proto::Tcp && s.state == State::Listen && !s.closed)
+        .map(|s| (s.local, s.owner_gone))
+        .collect();
+    // on its address, on its family's wildcard, or on [::] (dual-stack)
+    let listener_of = |ep: &model::Endpoint| {
+        let v4_any = std::net::Ipv4Addr::UNSPECIFIED.into();
+        let v6_any = std::net::Ipv6Addr::UNSPECIFIED.into();
+        let on = |addr| listeners.get(&model::Endpoint::new(addr, ep.port)).copied();
+        let v4 = ep.addr.is_ipv4().then(|| on(v4_any)).flatten();
+        listeners.get(ep).copied().or(v4).or_else(|| on(v6_any))
+    };
+    for s in sockets.iter_mut().filter(|s| queued(s)) {
+        // no listener takes it, or the one that does went with its owner
+        if listener_of(&s.local).is_none_or(|gone| gone) {
+            s.owner_gone = true;
+        }
+    }
+}
+
 fn collect_one(
     cfg: &Config,
     request: &Request,
@@ -626,6 +674,72 @@ fn resolve_hosts(parts: &[Part], names: &mut Names) {
 mod tests {
     use super::*;
     use crate::model::Socket;
+
+    /// What `ftp_brief`'s watched active sessions showed under load: curl's
+    /// PORT listener in the table with the server's connection in its
+    /// queue (inode 0, CLOSE_WAIT: the listing sent and closed before curl
+    /// accepted), and the listener closed before the walk of /proc. The
+    /// queued connection goes with its listener and joins the session open
+    /// when the table was read; it was left unlabelled.
+    #[test]
+    fn a_connection_queued_in_a_listener_that_went_goes_with_it() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
+        let (client, server) = ("10.233.0.2", "10.233.0.1");
+        let earlier = Socket::tcp(&format!("{client}:51744"), Some(&format!("{server}:21")))
+            .state(State::TimeWait)
+            .ended(ms(0));
+        let open = Socket::tcp(&format!("{client}:51816"), Some(&format!("{server}:21")))
+            .inode(7)
+            .process(20, "curl");
+        let mut listener = Socket::tcp(&format!("{client}:56573"), None)
+            .state(State::Listen)
+            .inode(8)
+            .backlog(1);
+        listener.owner_gone = true;
+        let queued = Socket::tcp(&format!("{client}:56573"), Some(&format!("{server}:57365")))
+            .state(State::CloseWait)
+            .queues(63, 0);
+        // accepted already (an inode), and in the queue of a listener that
+        // stays
+        let accepted =
+            Socket::tcp(&format!("{client}:56573"), Some(&format!("{server}:57366"))).inode(9);
+        let stays = Socket::tcp("[::]:8080", None)
+            .state(State::Listen)
+            .inode(10);
+        let waits = Socket::tcp(&format!("{client}:8080"), Some(&format!("{server}:57367")));
+        let mut sockets = vec![earlier, open, listener, queued, accepted, stays, waits];
+        queued_where_owners_went(&mut sockets);
+        assert!(sockets[3].owner_gone, "queued in the listener that went");
+        assert!(!sockets[4].owner_gone, "accepted");
+        assert!(!sockets[6].owner_gone, "queued in a listener that stays");
+        // and where its listener was gone by the dump already
+        let mut alone = vec![sockets[1].clone(), sockets[3].clone()];
+        alone[1].owner_gone = false;
+        queued_where_owners_went(&mut alone);
+        assert!(alone[1].owner_gone, "queued in no listener");
+        let snapshot = Snapshot {
+            sockets,
+            dumped: Some(ms(50)),
+            ..Default::default()
+        };
+        let c = classify::classify(
+            &snapshot,
+            classify::Context {
+                conntrack: None,
+                ftp_ports: &[],
+                memory: None,
+            },
+        );
+        let f = c.labels[3].ftp.as_deref().expect("labelled");
+        assert_eq!(
+            (f.role, f.side),
+            (classify::ftp::Role::Data, classify::ftp::Side::Client)
+        );
+        assert_eq!(c.sessions[f.session as usize - 1].client.port, 51816);
+        let e = &f.evidence;
+        assert!(e.contains(&classify::ftp::FtpEvidence::OwnerGone), "{e:?}");
+    }
 
     /// Watch mode with `-r` under churn from many addresses: the names of
     /// addresses no longer listed are forgotten.

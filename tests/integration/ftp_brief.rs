@@ -653,6 +653,18 @@ fn watched_short_sessions_each_data_connection_joins_its_own_session() {
                 truth
             );
             for (key, s) in &seen {
+                // where it fails, what the watcher said of it and of the
+                // control connections, to tell why
+                if s["ftp"]["role"] != "data" {
+                    let port = |ep: &Value| ep["port"].as_u64();
+                    for e in &events {
+                        let t = &e["socket"];
+                        let ports = [port(&t["local"]), port(&t["remote"])];
+                        if ports.contains(&Some(u64::from(*key))) || ports.contains(&Some(21)) {
+                            eprintln!("{side}: {e}");
+                        }
+                    }
+                }
                 let f = &s["ftp"];
                 assert_eq!(f["role"], "data", "{side} {want} {key}: {s}");
                 assert_eq!(f["mode"], want, "{side} {key}: {s}");

@@ -343,7 +343,10 @@ impl Found<'_> {
     /// tied by the hosts alone.
     fn service_port(&self, i: usize, pending: bool) -> bool {
         let s = &self.sockets[i];
-        if pending {
+        // a connection still in the queue of a listener that went with its
+        // owner just after the dump (see `owner_gone`): a single-use
+        // listener's, not a service's
+        if pending || (s.owner_gone && s.inode == 0) {
             return false;
         }
         // a listener seen once on an ephemeral port, whose owner was not
