@@ -19,7 +19,10 @@ pub fn push_decimal(n: u64, line: &mut String) {
             break;
         }
     }
-    line.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+    // a char at a time: a `from_utf8` check per number cost more
+    for &d in &digits[i..] {
+        line.push(char::from(d));
+    }
 }
 
 /// `addr` as `Display` writes it: IPv4 by hand (the common case), IPv6 by
@@ -27,12 +30,27 @@ pub fn push_decimal(n: u64, line: &mut String) {
 pub fn push_ip(addr: IpAddr, line: &mut String) {
     match addr {
         IpAddr::V4(v4) => {
+            // into 15 bytes on the stack, then one push: two an address
+            // a row, 200,000 rows, twice (the table measures, then writes)
+            let mut text = [0u8; 15];
+            let mut n = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    line.push('.');
+                    text[n] = b'.';
+                    n += 1;
                 }
-                push_decimal(octet.into(), line);
+                if octet >= 100 {
+                    text[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    text[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                text[n] = b'0' + octet % 10;
+                n += 1;
             }
+            line.push_str(std::str::from_utf8(&text[..n]).unwrap_or_default());
         }
         IpAddr::V6(v6) => {
             let _ = write!(line, "{v6}");
@@ -66,6 +84,8 @@ mod tests {
             "127.0.0.1",
             "255.255.255.255",
             "10.200.3.45",
+            "1.20.100.9",
+            "99.100.109.110",
             "::",
             "::1",
             "::ffff:127.0.0.1",
