@@ -522,23 +522,15 @@ fn queued_where_owners_went(sockets: &mut [model::Socket]) {
     if !sockets.iter().any(queued) {
         return;
     }
-    // each listener in the table: whether its owner went after the dump
-    let listeners: HashMap<model::Endpoint, bool> = sockets
-        .iter()
-        .filter(|s| s.proto == Proto::Tcp && s.state == State::Listen && !s.closed)
-        .map(|s| (s.local, s.owner_gone))
-        .collect();
-    // on its address, on its family's wildcard, or on [::] (dual-stack)
-    let listener_of = |ep: &model::Endpoint| {
-        let v4_any = std::net::Ipv4Addr::UNSPECIFIED.into();
-        let v6_any = std::net::Ipv6Addr::UNSPECIFIED.into();
-        let on = |addr| listeners.get(&model::Endpoint::new(addr, ep.port)).copied();
-        let v4 = ep.addr.is_ipv4().then(|| on(v4_any)).flatten();
-        listeners.get(ep).copied().or(v4).or_else(|| on(v6_any))
-    };
+    // the listeners in the table whose owners did not go
+    let staying = classify::ports::Listeners::from_sockets(
+        sockets
+            .iter()
+            .filter(|s| s.state == State::Listen && !s.closed && !s.owner_gone),
+    );
     for s in sockets.iter_mut().filter(|s| queued(s)) {
         // no listener takes it, or the one that does went with its owner
-        if listener_of(&s.local).is_none_or(|gone| gone) {
+        if !staying.covers(Proto::Tcp, &s.local) {
             s.owner_gone = true;
         }
     }

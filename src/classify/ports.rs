@@ -63,7 +63,7 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    pub fn from_sockets(sockets: &[Socket]) -> Listeners {
+    pub fn from_sockets<'s>(sockets: impl IntoIterator<Item = &'s Socket>) -> Listeners {
         let mut l = Listeners::default();
         for s in sockets {
             let listening = match s.proto {

@@ -93,17 +93,22 @@ const FIELD: Rules = Rules {
 /// eighth of `--format csv` at 200,000 sockets, which put CSV above 1.2x
 /// the table. Only outside text can need quotes: everything else is
 /// sockwho's own vocabulary, numbers and addresses.
-struct Line(String);
+struct Line {
+    /// The rows written so far, up to 64 KiB.
+    text: String,
+    /// Scratch for the owners' field, which is quoted whole.
+    owners: String,
+}
 
 impl Line {
     fn end_field(&mut self) {
-        self.0.push(',');
+        self.text.push(',');
     }
 
     /// A name of sockwho's own vocabulary (a state, a class, evidence): no
     /// hazard to escape, no quote needed; nothing for none.
     fn text(&mut self, s: Option<&'static str>) {
-        self.0.push_str(s.unwrap_or_default());
+        self.text.push_str(s.unwrap_or_default());
         self.end_field();
     }
 
@@ -111,7 +116,7 @@ impl Line {
     /// where it holds a `,` or a `"`.
     fn outside(&mut self, s: Option<&str>) {
         if let Some(s) = s {
-            quoted(&FIELD.apply(s), &mut self.0);
+            quoted(&FIELD.apply(s), &mut self.text);
         }
         self.end_field();
     }
@@ -119,7 +124,7 @@ impl Line {
     /// A number, an address or a bool as JSON writes it; nothing for none.
     fn num(&mut self, v: Option<impl Cell>) {
         if let Some(v) = v {
-            v.push(&mut self.0);
+            v.push(&mut self.text);
         }
         self.end_field();
     }
@@ -128,17 +133,17 @@ impl Line {
     fn list(&mut self, items: impl Iterator<Item = &'static str>) {
         for (i, item) in items.enumerate() {
             if i > 0 {
-                self.0.push(';');
+                self.text.push(';');
             }
-            self.0.push_str(item);
+            self.text.push_str(item);
         }
         self.end_field();
     }
 
     /// The row's end: its last `,` becomes a newline.
     fn end(&mut self) {
-        self.0.pop();
-        self.0.push('\n');
+        self.text.pop();
+        self.text.push('\n');
     }
 }
 
@@ -231,16 +236,17 @@ fn write_socket(line: &mut Line, s: &JsonSocket<'_>, info: bool) {
     let evidence = ftp.map_or(&[][..], |f| f.evidence);
     line.list(evidence.iter().map(|e| e.name()));
     // `pid/name;pid/name`, quoted as one field where a name needs it
-    let mut owners = String::new();
+    let owners = &mut line.owners;
+    owners.clear();
     for (i, p) in s.processes.iter().flatten().enumerate() {
         if i > 0 {
             owners.push(';');
         }
-        push_decimal(p.pid.into(), &mut owners);
+        push_decimal(p.pid.into(), owners);
         owners.push('/');
         owners.push_str(&FIELD.with(&[';']).apply(p.name.0));
     }
-    quoted(&owners, &mut line.0);
+    quoted(&line.owners, &mut line.text);
     line.end_field();
     if info {
         let t = s.tcp_info.as_ref().and_then(Option::as_ref);
@@ -279,29 +285,32 @@ pub fn write_at(
     header: bool,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let mut line = Line(String::with_capacity(64 * 1024));
+    let mut line = Line {
+        text: String::with_capacity(64 * 1024),
+        owners: String::new(),
+    };
     if header {
         if time.is_some() {
             line.text(Some("time"));
         }
         for name in columns(cfg) {
-            line.0.push_str(&name.replace('.', "_"));
+            line.text.push_str(&name.replace('.', "_"));
             line.end_field();
         }
         line.end();
     }
     for (part, row) in crate::view::shown(cfg, parts) {
         if let Some(time) = time {
-            quoted(time, &mut line.0);
+            quoted(time, &mut line.text);
             line.end_field();
         }
         write_socket(&mut line, &socket_of(cfg, part, row), cfg.tcp_info);
-        if line.0.len() >= 60 * 1024 {
-            out.write_all(line.0.as_bytes())?;
-            line.0.clear();
+        if line.text.len() >= 60 * 1024 {
+            out.write_all(line.text.as_bytes())?;
+            line.text.clear();
         }
     }
-    out.write_all(line.0.as_bytes())?;
+    out.write_all(line.text.as_bytes())?;
     out.flush()
 }
 
