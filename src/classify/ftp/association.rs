@@ -44,6 +44,13 @@ pub(super) fn attach(
     // listener (vsftpd keeps it open) belongs to that session. Then live
     // data connections, whose passive ports tell the server's passive range
     // to those seen only as they went.
+    // the listeners whose owners did not go just after the dump: one that
+    // went is a single-use listener's (a data channel's), not a service's
+    let staying = crate::classify::ports::Listeners::from_sockets(
+        sockets
+            .iter()
+            .filter(|s| s.proto == Proto::Tcp && s.state == State::Listen && !s.owner_gone),
+    );
     for pass in [Pass::Listeners, Pass::Live, Pass::Orphaned] {
         let passive = match pass {
             Pass::Orphaned => passive_ranges(sockets, ftp, cx.memory),
@@ -77,6 +84,7 @@ pub(super) fn attach(
                 dumped: cx.dumped,
                 passive: &passive,
                 pending: &pending,
+                staying: &staying,
             };
             let label = match pass {
                 Pass::Listeners => found.pending(i, ports),
@@ -262,6 +270,7 @@ struct Found<'a> {
     passive: &'a HashMap<Endpoint, (u16, u16)>,
     /// The sockets labelled pending, by local port.
     pending: &'a HashMap<u16, Vec<usize>>,
+    staying: &'a crate::classify::ports::Listeners,
 }
 
 impl Found<'_> {
@@ -343,10 +352,11 @@ impl Found<'_> {
     /// tied by the hosts alone.
     fn service_port(&self, i: usize, pending: bool) -> bool {
         let s = &self.sockets[i];
-        // a connection still in the queue of a listener that went with its
-        // owner just after the dump (see `owner_gone`): a single-use
-        // listener's, not a service's
-        if pending || (s.owner_gone && s.inode == 0) {
+        // a connection whose owner went just after the dump, taken by no
+        // listener but one that went too (or still in the queue of one
+        // that did: see `owner_gone`): a single-use listener's, not a
+        // service's
+        if pending || (s.owner_gone && !self.staying.covers(Proto::Tcp, &s.local)) {
             return false;
         }
         // a listener seen once on an ephemeral port, whose owner was not
